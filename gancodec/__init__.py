@@ -1,0 +1,49 @@
+"""gancodec: generative adversarial networks for images — a learned codec first.
+
+Python API::
+
+    import gancodec
+    data = gancodec.compress("photo.png", quality=3)      # bytes of a .gcz file
+    rgb = gancodec.decompress(data, decoder="gan")        # uint8 array
+    model = gancodec.load_model("hific-lite")             # the shipped codec
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CorruptFileError, ModelMismatchError, UserError
+from .zoo import available_models, load_model
+
+__version__ = "0.1.0"
+__all__ = [
+    "compress", "decompress", "load_model", "available_models",
+    "UserError", "CorruptFileError", "ModelMismatchError", "__version__",
+]
+
+
+def _model(model):
+    return load_model(model) if model is None or isinstance(model, str) else model
+
+
+def compress(
+    image: str | Path | np.ndarray,
+    quality: float | None = None,
+    *,
+    target_bpp: float | None = None,
+    model=None,
+) -> bytes:
+    """Compress an image (path, PIL image or uint8 array) to ``.gcz`` bytes.
+
+    ``quality`` is continuous in [1, model.levels] (default 3); ``target_bpp`` instead searches
+    the quality that gives that many bits per pixel. ``model`` is a name, a folder or a loaded
+    model (default: the shipped ``hific-lite``).
+    """
+    return _model(model).compress(image, quality=quality, target_bpp=target_bpp)
+
+
+def decompress(data: bytes, *, decoder: str = "mse", model=None) -> np.ndarray:
+    """Decode ``.gcz`` bytes to a uint8 array; ``decoder`` is ``"mse"`` (fidelity) or ``"gan"``."""
+    return _model(model).decompress(data, decoder=decoder)

@@ -1,0 +1,295 @@
+"""The runtime codec: image ⇄ ``.gcz`` bytes with a trained HiFiC-lite model.
+
+Compression and decompression share one deterministic path for everything that decides the
+bitstream: integer ẑ, the integer hyper-synthesis (:mod:`gancodec.models.integer`), scale
+indices and frozen probability tables (:mod:`gancodec.entropy.coder`). Only the analysis
+(encoder side) and the synthesis (pixels) run in float32, tiled with overlap so memory stays
+bounded on large images.
+
+Colour handling: RGB is coded as is; greyscale is coded through the RGB model and decoded back
+to one channel; an alpha channel is stored losslessly (PNG/deflate) in its own stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from .bitstream import ColorMode, Container, Header
+from .entropy import coder
+from .entropy.coder import TableSet
+from .errors import ModelMismatchError, UserError
+from .imageio import has_alpha, is_greyscale, open_image, to_rgb_array
+from .models.codec import CodecConfig, HiFiCLite
+from .models.integer import IntegerHyperSynthesis
+
+PAD_MULTIPLE = 64  # stride of z
+Z_CLAMP = 2**15
+GAIN_FRACTION_BITS = 20
+
+
+@dataclass
+class PreparedImage:
+    rgb: np.ndarray  # (H, W, 3) uint8
+    mode: ColorMode
+    alpha: np.ndarray | None
+
+
+def prepare_image(image) -> PreparedImage:
+    """Accept a path, a PIL image or a uint8 array (H, W), (H, W, 1|2|3|4)."""
+    if isinstance(image, (str, Path)):
+        image = open_image(image)
+    if isinstance(image, Image.Image):
+        grey = is_greyscale(image)
+        alpha = np.asarray(image.convert("RGBA").getchannel("A")) if has_alpha(image) else None
+        rgb = to_rgb_array(image)
+    else:
+        arr = np.asarray(image)
+        if arr.dtype != np.uint8:
+            raise UserError(f"image arrays must be uint8, got {arr.dtype}")
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+            raise UserError(f"unsupported image array shape {arr.shape}")
+        grey = arr.shape[2] in (1, 2)
+        alpha = arr[..., -1] if arr.shape[2] in (2, 4) else None
+        colour = arr[..., :1] if grey else arr[..., :3]
+        rgb = np.repeat(colour, 3, axis=2) if grey else colour
+    if alpha is not None and alpha.min() == 255:
+        alpha = None  # fully opaque: nothing worth storing
+    mode = {(False, False): ColorMode.RGB, (True, False): ColorMode.GREY,
+            (False, True): ColorMode.RGBA, (True, True): ColorMode.GREY_ALPHA}[(grey, alpha is not None)]
+    h, w = rgb.shape[:2]
+    if h < 1 or w < 1:
+        raise UserError("image is empty")
+    if max(h, w) > 65535:
+        raise UserError(f"image is {w}×{h}; the format allows at most 65535 pixels on a side")
+    return PreparedImage(np.ascontiguousarray(rgb), mode, alpha)
+
+
+def _tiles(length: int, tile: int) -> list[tuple[int, int]]:
+    return [(s, min(s + tile, length)) for s in range(0, length, tile)]
+
+
+def run_tiled(fn, x: torch.Tensor, factor: float, tile: int, margin: int) -> torch.Tensor:
+    """Apply a fully-convolutional ``fn`` tile by tile; tiles are laid out in latent units.
+
+    ``factor`` is output size / input size (1/16 for analysis, 16 for synthesis). Each tile is
+    computed with ``margin`` latent units of context on every side, which covers the network's
+    receptive field, and only its core is kept, so there are no seams. The tile plan depends
+    only on the image size, so decoding is reproducible.
+    """
+    lat_unit_in = 1 if factor > 1 else int(round(1 / factor))
+    lat_unit_out = int(round(factor)) if factor > 1 else 1
+    lh, lw = x.shape[-2] // lat_unit_in, x.shape[-1] // lat_unit_in
+    if lh <= tile and lw <= tile:
+        return fn(x)
+    rows = []
+    for r0, r1 in _tiles(lh, tile):
+        cols = []
+        for c0, c1 in _tiles(lw, tile):
+            a0, a1 = max(0, r0 - margin), min(lh, r1 + margin)
+            b0, b1 = max(0, c0 - margin), min(lw, c1 + margin)
+            out = fn(x[..., a0 * lat_unit_in : a1 * lat_unit_in, b0 * lat_unit_in : b1 * lat_unit_in])
+            cols.append(out[..., (r0 - a0) * lat_unit_out : (r1 - a0) * lat_unit_out,
+                            (c0 - b0) * lat_unit_out : (c1 - b0) * lat_unit_out])
+        rows.append(torch.cat(cols, dim=-1))
+    return torch.cat(rows, dim=-2)
+
+
+class Codec:
+    """A loaded model ready to code images. Build it with :func:`gancodec.load_model`."""
+
+    tile = 64  # latent units (1024 px) per tile side
+    analysis_margin = 4  # latent units; the analysis receptive field is 61 px
+    synthesis_margin = 10  # latent units; covers the residual blocks + upsampling stages
+
+    def __init__(self, name: str, folder: Path):
+        self.name = name
+        self.folder = folder
+        weights_path = folder / "model.safetensors"
+        self.meta = json.loads((folder / "config.json").read_text())
+        self.config = CodecConfig.from_dict(self.meta["codec_config"])
+        self.weights_hash = hashlib.sha256(weights_path.read_bytes()).digest()[:8]
+        tensors = load_file(str(weights_path))
+        self.net = HiFiCLite(self.config)
+        if any(k.startswith("g_s_gan.") for k in tensors):
+            self.net.add_gan_decoder()
+        float_state = {k: v.float() for k, v in tensors.items() if v.is_floating_point() and not k.startswith("tables.")}
+        missing, unexpected = self.net.load_state_dict(float_state, strict=False)
+        needed = [k for k in missing if not k.startswith(("h_s.", "prior."))]
+        if needed or unexpected:
+            raise UserError(f"model {name}: weights file does not match its config ({needed[:3]} {unexpected[:3]})")
+        self.net.eval().requires_grad_(False)
+        self.hyper = IntegerHyperSynthesis(tensors, tensors["tables.y.thresholds"].numpy())
+        self.z_tables = TableSet.from_padded(tensors["tables.z.pmf"].numpy(), tensors["tables.z.radius"].numpy())
+        self.y_tables = TableSet.from_padded(tensors["tables.y.pmf"].numpy(), tensors["tables.y.radius"].numpy())
+        self.log_gain = tensors["log_gain"].double().numpy()
+        self.log_inv_gain = tensors["log_inv_gain"].double().numpy()
+
+    # -- facts -----------------------------------------------------------------------------------
+    @property
+    def levels(self) -> int:
+        return self.config.levels
+
+    @property
+    def decoders(self) -> list[str]:
+        return ["mse", "gan"] if self.net.g_s_gan is not None else ["mse"]
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}@{self.weights_hash.hex()}"
+
+    # -- shared pieces ---------------------------------------------------------------------------
+    def _gains(self, quality_milli: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain vectors at a quality, interpolated geometrically and rounded to a fixed-point
+        grid so that last-ulp differences of exp() between platforms cannot matter."""
+        q = quality_milli / 1000 - 1
+        lo = min(int(math.floor(q)), self.levels - 2) if self.levels > 1 else 0
+        t = q - lo
+        hi = min(lo + 1, self.levels - 1)
+        grid = 2.0**GAIN_FRACTION_BITS
+        out = []
+        for table in (self.log_gain, self.log_inv_gain):
+            g = np.exp(table[lo] * (1 - t) + table[hi] * t)
+            out.append(torch.from_numpy(np.round(g * grid) / grid).view(1, -1, 1, 1))
+        return out[0], out[1]
+
+    def _check_quality(self, quality: float) -> int:
+        if not (isinstance(quality, (int, float)) and math.isfinite(quality)):
+            raise UserError(f"quality must be a number in 1..{self.levels}")
+        if not 1 <= quality <= self.levels:
+            raise UserError(f"quality must be in 1..{self.levels}, got {quality}")
+        return int(round(quality * 1000))
+
+    def _z_indices(self, shape: tuple[int, ...]) -> np.ndarray:
+        c = shape[1]
+        return np.broadcast_to(np.arange(c).reshape(1, c, 1, 1), shape)
+
+    # -- encoder ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def analyse(self, rgb: np.ndarray) -> torch.Tensor:
+        h, w = rgb.shape[:2]
+        ph, pw = -h % PAD_MULTIPLE, -w % PAD_MULTIPLE
+        padded = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
+        x = torch.from_numpy(padded).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+        return run_tiled(self.net.g_a, x, 1 / 16, self.tile, self.analysis_margin)
+
+    @torch.no_grad()
+    def _code_latent(self, y: torch.Tensor, quality_milli: int) -> list[bytes]:
+        gain, _ = self._gains(quality_milli)
+        y_g = y.double() * gain
+        z = self.net.h_a(y_g.float())
+        z_int = torch.round(z).clamp(-Z_CLAMP, Z_CLAMP).double()
+        means, indices = self.hyper(z_int)
+        symbols = torch.round(y_g - means)
+        z_stream, z_esc = coder.encode(z_int.long().numpy(), self._z_indices(z_int.shape), self.z_tables)
+        y_stream, y_esc = coder.encode(symbols.long().numpy(), indices.numpy(), self.y_tables)
+        return [z_stream, z_esc, y_stream, y_esc]
+
+    def _container(self, img: PreparedImage, quality_milli: int, streams: list[bytes]) -> bytes:
+        streams = list(streams)
+        if img.mode.has_alpha:
+            buf = io.BytesIO()
+            Image.fromarray(img.alpha).save(buf, format="PNG", optimize=True)
+            streams.append(buf.getvalue())
+        h, w = img.rgb.shape[:2]
+        header = Header(self.name, self.weights_hash, w, h, img.mode, quality_milli)
+        return Container(header, streams).to_bytes()
+
+    def compress(self, image, quality: float | None = None, target_bpp: float | None = None) -> bytes:
+        """Compress to ``.gcz`` bytes at a quality in [1, levels] or at a target bits/pixel."""
+        if quality is not None and target_bpp is not None:
+            raise UserError("give either a quality or a target bpp, not both")
+        img = prepare_image(image)
+        y = self.analyse(img.rgb)
+        if target_bpp is None:
+            q = self._check_quality(3.0 if quality is None else quality)
+            return self._container(img, q, self._code_latent(y, q))
+        return self._search_bpp(img, y, target_bpp)
+
+    def _search_bpp(self, img: PreparedImage, y: torch.Tensor, target_bpp: float) -> bytes:
+        """Bisection over the continuous quality knob; the analysis transform runs once."""
+        if not (math.isfinite(target_bpp) and target_bpp > 0):
+            raise UserError("target bpp must be a positive number")
+        pixels = img.rgb.shape[0] * img.rgb.shape[1]
+        lo, hi = 1000, self.levels * 1000
+        best: tuple[float, bytes] | None = None
+        for _ in range(14):
+            mid = (lo + hi) // 2
+            data = self._container(img, mid, self._code_latent(y, mid))
+            bpp = 8 * len(data) / pixels
+            if best is None or abs(bpp - target_bpp) < best[0]:
+                best = (abs(bpp - target_bpp), data)
+            if bpp > target_bpp:
+                hi = mid - 1
+            else:
+                lo = mid + 1
+            if lo > hi:
+                break
+        for edge in (1000, self.levels * 1000):  # the ends of the range, if the target is beyond
+            data = self._container(img, edge, self._code_latent(y, edge))
+            if abs(8 * len(data) / pixels - target_bpp) < best[0]:
+                best = (abs(8 * len(data) / pixels - target_bpp), data)
+        return best[1]
+
+    # -- decoder ---------------------------------------------------------------------------------
+    def check_header(self, header: Header) -> None:
+        if header.model != self.name or header.weights_hash != self.weights_hash:
+            raise ModelMismatchError(
+                f"file was made by model {header.model}@{header.weights_hash.hex()}, "
+                f"but {self.model_id} is loaded"
+            )
+        if not 1000 <= header.quality_milli <= self.levels * 1000:
+            raise ModelMismatchError(f"file quality {header.quality} is outside this model's range")
+
+    @torch.no_grad()
+    def decode_latent(self, container: Container) -> torch.Tensor:
+        h = container.header
+        self.check_header(h)
+        if len(container.streams) != 4 + int(h.mode.has_alpha):
+            raise ModelMismatchError("file has an unexpected number of streams")
+        z_stream, z_esc, y_stream, y_esc = container.streams[:4]
+        hp, wp = -(-h.height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-h.width // PAD_MULTIPLE) * PAD_MULTIPLE
+        z_shape = (1, self.config.hyper_channels, hp // 64, wp // 64)
+        z_int = coder.decode(z_stream, z_esc, self._z_indices(z_shape), self.z_tables)
+        means, indices = self.hyper(torch.from_numpy(z_int).double())
+        symbols = coder.decode(y_stream, y_esc, indices.numpy(), self.y_tables)
+        _, inv_gain = self._gains(h.quality_milli)
+        return ((torch.from_numpy(symbols).double() + means) * inv_gain).float()
+
+    @torch.no_grad()
+    def synthesise(self, y_hat: torch.Tensor, decoder: str = "mse") -> torch.Tensor:
+        if decoder not in self.decoders:
+            raise UserError(f"decoder must be one of {', '.join(self.decoders)}, got {decoder!r}")
+        net = self.net.synthesis(decoder)
+        return run_tiled(net, y_hat, 16, self.tile, self.synthesis_margin)
+
+    def decompress(self, data: bytes, decoder: str = "mse") -> np.ndarray:
+        """Decode to a uint8 array: (H, W, 3) RGB, (H, W) grey, (H, W, 4) RGBA or (H, W, 2) LA."""
+        container = Container.from_bytes(data)
+        h = container.header
+        x_hat = self.synthesise(self.decode_latent(container), decoder)[0, :, : h.height, : h.width]
+        rgb = torch.round(x_hat.clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        if h.mode.is_grey:
+            out = np.round(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)[..., None]
+        else:
+            out = rgb
+        if h.mode.has_alpha:
+            try:
+                alpha = np.asarray(Image.open(io.BytesIO(container.streams[4])).convert("L"))
+            except OSError:
+                raise ModelMismatchError("alpha stream is damaged") from None
+            if alpha.shape != (h.height, h.width):
+                raise ModelMismatchError("alpha stream has the wrong size")
+            out = np.concatenate([out, alpha[..., None]], axis=2)
+        return out[..., 0] if out.shape[2] == 1 else np.ascontiguousarray(out)

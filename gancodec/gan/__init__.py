@@ -1,0 +1,1 @@
+"""The shared GAN core: discriminators, adversarial losses and penalties, EMA of weights."""

@@ -1,0 +1,55 @@
+"""Discriminators: a spectral-norm PatchGAN, optionally conditioned on a side input.
+
+The codec's discriminator is HiFiC's: it sees the image together with the quantised latent
+(reduced by a 1×1 conv and upsampled to the image size), so it judges "is this a plausible
+image *for this latent*". Restoration uses the same class conditioned on the degraded input
+(pix2pix). ``forward`` returns logits per patch and the intermediate features, which feed the
+feature-matching loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+
+class PatchDiscriminator(nn.Module):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        cond_channels: int = 0,
+        width: int = 64,
+        layers: int = 3,
+        cond_embed: int = 12,
+        use_spectral_norm: bool = True,
+    ):
+        super().__init__()
+        sn = spectral_norm if use_spectral_norm else (lambda m: m)
+        self.cond = None
+        if cond_channels:
+            self.cond = nn.Sequential(sn(nn.Conv2d(cond_channels, cond_embed, 1)), nn.LeakyReLU(0.2))
+        ch = in_channels + (cond_embed if cond_channels else 0)
+        blocks = []
+        for i in range(layers):
+            out = width * 2 ** min(i, 3)
+            stride = 2 if i < layers - 1 else 1
+            blocks.append(nn.Sequential(sn(nn.Conv2d(ch, out, 4, stride, 1)), nn.LeakyReLU(0.2)))
+            ch = out
+        self.blocks = nn.ModuleList(blocks)
+        self.head = sn(nn.Conv2d(ch, 1, 4, 1, 1))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if self.cond is not None:
+            if cond is None:
+                raise ValueError("this discriminator is conditional: pass cond")
+            c = self.cond(cond)
+            if c.shape[-2:] != x.shape[-2:]:
+                c = F.interpolate(c, size=x.shape[-2:], mode="nearest")
+            x = torch.cat([x, c], dim=1)
+        feats = []
+        for block in self.blocks:
+            x = block(x)
+            feats.append(x)
+        return self.head(x), feats

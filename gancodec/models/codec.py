@@ -1,0 +1,165 @@
+"""HiFiC-lite: the generative image codec's networks, sized for a CPU.
+
+    x ──g_a──> y ──×gain[q]──> y_g ──h_a──> z ──round──> ẑ ──h_s──> (μ, σ)
+    ŷ_g = round(y_g − μ) + μ ──×inv_gain[q]──> ŷ ──g_s (MSE) or g_s_gan (GAN)──> x̂
+
+* analysis ``g_a``: four stride-2 5×5 convolutions with GDN (stride 16 overall);
+* gain units (Cui et al. 2021): one learned per-channel gain / inverse gain per quality level,
+  interpolated geometrically in between, so one model covers every rate;
+* mean–scale hyperprior: factorized prior on z, Gaussian conditional on y_g;
+* synthesis / generator: residual blocks at 1/16 resolution then four upsampling stages with
+  IGDN. The MSE-trained synthesis is kept beside the GAN-finetuned one, and the bitstream does
+  not depend on which of the two decodes it.
+
+Everything about *coding* (integer hyper-synthesis, tables, bytes) lives in
+:mod:`gancodec.models.integer` and :mod:`gancodec.codec`; this module is the differentiable part.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from ..entropy.factorized import FactorizedPrior
+from ..entropy.gaussian import GaussianConditional
+from ..layers import GDN, ResidualBlock, conv, deconv
+
+
+@dataclass
+class CodecConfig:
+    channels: int = 128  # N: width of the transforms
+    latent_channels: int = 160  # M: channels of y
+    hyper_channels: int = 128  # channels of z and of the hyper transforms
+    res_blocks: int = 3  # residual blocks at the synthesis input
+    lambdas: list[float] = field(default_factory=lambda: [0.0015, 0.003, 0.006, 0.012, 0.022, 0.04])
+
+    @property
+    def levels(self) -> int:
+        return len(self.lambdas)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CodecConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Round in the forward pass, identity in the backward pass."""
+    return x + (torch.round(x) - x).detach()
+
+
+class Analysis(nn.Module):
+    def __init__(self, n: int, m: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Synthesis(nn.Module):
+    """Decoder / generator. Residual blocks at the latent resolution are cheap and give the
+    capacity that texture synthesis needs."""
+
+    def __init__(self, n: int, m: int, res_blocks: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(m, n, 3, padding=1),
+            *[ResidualBlock(n) for _ in range(res_blocks)],
+            deconv(n, n), GDN(n, inverse=True),
+            deconv(n, n), GDN(n, inverse=True),
+            deconv(n, n), GDN(n, inverse=True),
+            deconv(n, 3),
+        )
+
+    def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return self.net(y_hat)
+
+
+def hyper_analysis(m: int, n: int) -> nn.Sequential:
+    return nn.Sequential(
+        conv(m, n, 3, 1), nn.LeakyReLU(0.1), conv(n, n), nn.LeakyReLU(0.1), conv(n, n)
+    )
+
+
+def hyper_synthesis(n: int, m: int) -> nn.Sequential:
+    # Only convolutions and ReLU: the decoder runs it in exact integer arithmetic.
+    return nn.Sequential(
+        deconv(n, n), nn.ReLU(), deconv(n, n * 3 // 2), nn.ReLU(), conv(n * 3 // 2, 2 * m, 3, 1)
+    )
+
+
+class HiFiCLite(nn.Module):
+    def __init__(self, config: CodecConfig | None = None):
+        super().__init__()
+        self.config = config or CodecConfig()
+        c = self.config
+        self.g_a = Analysis(c.channels, c.latent_channels)
+        self.g_s = Synthesis(c.channels, c.latent_channels, c.res_blocks)
+        self.g_s_gan: Synthesis | None = None
+        self.h_a = hyper_analysis(c.latent_channels, c.hyper_channels)
+        self.h_s = hyper_synthesis(c.hyper_channels, c.latent_channels)
+        self.prior = FactorizedPrior(c.hyper_channels)
+        self.gaussian = GaussianConditional()
+        # Higher quality -> larger gain -> finer effective quantisation step.
+        init = torch.linspace(-1.0, 1.0, c.levels).view(-1, 1).expand(-1, c.latent_channels)
+        self.log_gain = nn.Parameter(init.clone())
+        self.log_inv_gain = nn.Parameter(-init.clone())
+
+    # -- gains ---------------------------------------------------------------------------------
+    def gains(self, quality: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain and inverse gain for continuous quality in [1, levels], shape (B, M, 1, 1)."""
+        q = quality.clamp(1, self.config.levels) - 1
+        lo = q.floor().long().clamp(max=self.config.levels - 2) if self.config.levels > 1 else q.long()
+        t = (q - lo).unsqueeze(1)
+        hi = (lo + 1).clamp(max=self.config.levels - 1)
+        log_g = self.log_gain[lo] * (1 - t) + self.log_gain[hi] * t
+        log_ig = self.log_inv_gain[lo] * (1 - t) + self.log_inv_gain[hi] * t
+        return log_g.exp()[..., None, None], log_ig.exp()[..., None, None]
+
+    def add_gan_decoder(self) -> Synthesis:
+        """Start the GAN generator from the MSE synthesis (MS-ILLM-style fine-tuning)."""
+        self.g_s_gan = copy.deepcopy(self.g_s)
+        return self.g_s_gan
+
+    def synthesis(self, decoder: str) -> Synthesis:
+        if decoder == "gan":
+            if self.g_s_gan is None:
+                raise ValueError("this model has no GAN decoder")
+            return self.g_s_gan
+        return self.g_s
+
+    # -- training forward ------------------------------------------------------------------------
+    def encode_latents(self, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Everything up to the quantised latent, with likelihoods for the rate term."""
+        y = self.g_a(x)
+        gain, inv_gain = self.gains(quality)
+        y_g = y * gain
+        z = self.h_a(y_g)
+        _, z_likelihoods = self.prior(z, training=self.training)
+        z_hat = ste_round(z)
+        means, scales = self.h_s(z_hat).chunk(2, dim=1)
+        y_likelihoods = self.gaussian(y_g, scales, means, noise=self.training)
+        y_hat = (ste_round(y_g - means) + means) * inv_gain
+        return {"y_hat": y_hat, "y_likelihoods": y_likelihoods, "z_likelihoods": z_likelihoods}
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor, decoder: str = "mse") -> dict[str, torch.Tensor]:
+        out = self.encode_latents(x, quality)
+        out["x_hat"] = self.synthesis(decoder)(out["y_hat"])
+        return out
+
+
+def bits_per_pixel(out: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:
+    """Per-image estimated rate in bits per pixel, shape (B,)."""
+    bits = sum(
+        (-torch.log2(out[k])).flatten(1).sum(1) for k in ("y_likelihoods", "z_likelihoods")
+    )
+    return bits / num_pixels

@@ -1,0 +1,149 @@
+"""Training recipe of the codec, in two stages (HiFiC / MS-ILLM):
+
+``rd``  rate–distortion: loss = λ(q)·255²·MSE + bpp, with a quality q drawn uniformly from the
+        continuous range [1, levels] for every image, so the gain units learn every rate and the
+        points between levels.
+``gan`` the encoder, gains and entropy model are frozen (the bitstream is fixed); a copy of the
+        MSE synthesis is fine-tuned as a generator against a conditional PatchGAN that sees the
+        quantised latent: loss = λ(q)·255²·MSE + β·(adversarial + feature matching).
+        The MSE synthesis is kept untouched, so one file decodes either way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..gan import losses
+from ..gan.discriminators import PatchDiscriminator
+from ..models.codec import CodecConfig, HiFiCLite, bits_per_pixel
+from .trainer import Task
+
+
+def lambda_for_quality(lambdas: list[float], q: torch.Tensor) -> torch.Tensor:
+    """Log-linear interpolation of the per-level λ at continuous quality q ∈ [1, levels]."""
+    log_l = torch.tensor([math.log(v) for v in lambdas], dtype=q.dtype)
+    pos = (q - 1).clamp(0, len(lambdas) - 1)
+    lo = pos.floor().long().clamp(max=len(lambdas) - 2)
+    t = pos - lo
+    return torch.exp(log_l[lo] * (1 - t) + log_l[lo + 1] * t)
+
+
+class CodecRDTask(Task):
+    ema_network = "codec"
+
+    def __init__(self, model: HiFiCLite, lr: float = 1e-4):
+        self.model = model
+        self.lr = lr
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"codec": self.model}
+
+    def optimizers(self, nets):
+        return {"codec": torch.optim.Adam(nets["codec"].parameters(), lr=self.lr)}
+
+    def _quality(self, n: int) -> torch.Tensor:
+        return 1 + torch.rand(n) * (self.model.config.levels - 1)
+
+    def train_step(self, batch, nets, opts, step):
+        q = self._quality(batch.shape[0])
+        lam = lambda_for_quality(self.model.config.lambdas, q)
+        out = nets["codec"](batch, q)
+        mse = F.mse_loss(out["x_hat"], batch, reduction="none").flatten(1).mean(1)
+        bpp = bits_per_pixel(out, batch.shape[-2] * batch.shape[-1])
+        loss = (lam * 255**2 * mse + bpp).mean()
+        opts["codec"].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(nets["codec"].parameters(), 1.0)
+        opts["codec"].step()
+        psnr = (10 * torch.log10(1 / mse.detach().clamp_min(1e-10))).mean()
+        return {"loss": loss.item(), "bpp": bpp.mean().item(), "psnr": psnr.item()}
+
+    @torch.no_grad()
+    def sample(self, batch, nets):
+        codec = nets["codec"]
+        x = batch[:2]
+        rows = [x]
+        for q in (1.0, float(codec.config.levels)):
+            rows.append(codec(x, torch.full((x.shape[0],), q))["x_hat"])
+        return torch.cat(rows)
+
+
+class CodecGANTask(Task):
+    ema_network = "generator"
+    ddp_networks = ("generator", "disc")
+
+    def __init__(
+        self, model: HiFiCLite, lr: float = 1e-4, beta: float = 0.3, fm_weight: float = 1.0,
+        gan_loss: str = "ns", r1_weight: float = 0.0,
+    ):
+        if model.g_s_gan is None:
+            model.add_gan_decoder()
+        # The bitstream is fixed during this stage: only the generator learns.
+        model.requires_grad_(False)
+        model.g_s_gan.requires_grad_(True)
+        self.model = model
+        self.disc = PatchDiscriminator(cond_channels=model.config.latent_channels)
+        self.lr, self.beta, self.fm_weight = lr, beta, fm_weight
+        self.gan_loss, self.r1_weight = gan_loss, r1_weight
+
+    def networks(self):
+        # "codec" is checkpointed whole; "generator" is its g_s_gan, the one network that learns.
+        return {"codec": self.model, "generator": self.model.g_s_gan, "disc": self.disc}
+
+    def optimizers(self, nets):
+        return {
+            "generator": torch.optim.Adam(nets["generator"].parameters(), lr=self.lr, betas=(0.5, 0.999)),
+            "disc": torch.optim.Adam(nets["disc"].parameters(), lr=self.lr, betas=(0.5, 0.999)),
+        }
+
+    def train_step(self, batch, nets, opts, step):
+        codec, generator, disc = nets["codec"], nets["generator"], nets["disc"]
+        n = batch.shape[0]
+        q = 1 + torch.rand(n) * (codec.config.levels - 1)
+        lam = lambda_for_quality(codec.config.lambdas, q)
+        with torch.no_grad():
+            y_hat = codec.encode_latents(batch, q)["y_hat"]
+        fake = generator(y_hat)
+
+        # Discriminator: real and fake in one forward so DDP sees one pass per backward.
+        real_in = batch.detach().requires_grad_(self.r1_weight > 0)
+        logits, _ = disc(torch.cat([real_in, fake.detach()]), torch.cat([y_hat, y_hat]))
+        real_logits, fake_logits = logits[:n], logits[n:]
+        d_loss = losses.d_loss(self.gan_loss, real_logits, fake_logits)
+        if self.r1_weight > 0:
+            d_loss = d_loss + self.r1_weight * 0.5 * losses.r1_penalty(real_logits, real_in)
+        opts["disc"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        opts["disc"].step()
+
+        # Generator.
+        logits, feats = disc(torch.cat([batch, fake]), torch.cat([y_hat, y_hat]))
+        real_logits, fake_logits = logits[:n], logits[n:]
+        g_adv = losses.g_loss(self.gan_loss, fake_logits, real_logits)
+        fm = losses.feature_matching([f[:n] for f in feats], [f[n:] for f in feats])
+        mse = F.mse_loss(fake, batch, reduction="none").flatten(1).mean(1)
+        g_loss = (lam * 255**2 * mse).mean() + self.beta * (g_adv + self.fm_weight * fm)
+        opts["generator"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        opts["generator"].step()
+        psnr = (10 * torch.log10(1 / mse.detach().clamp_min(1e-10))).mean()
+        return {
+            "g_loss": g_loss.item(), "d_loss": d_loss.item(), "g_adv": g_adv.item(),
+            "fm": fm.item(), "psnr": psnr.item(),
+        }
+
+    @torch.no_grad()
+    def sample(self, batch, nets):
+        codec = nets["codec"]
+        x = batch[:2]
+        q = torch.full((x.shape[0],), 2.0)
+        y_hat = codec.encode_latents(x, q)["y_hat"]
+        return torch.cat([x, codec.g_s(y_hat), nets["generator"](y_hat)])
+
+
+def build_codec(config: CodecConfig | None = None) -> HiFiCLite:
+    return HiFiCLite(config or CodecConfig())

@@ -1,0 +1,70 @@
+"""Entry points that turn command-line options into a Task, a data stream and a Trainer run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from ..models.codec import CodecConfig, HiFiCLite
+from .codec_task import CodecGANTask, CodecRDTask
+from .data import RandomCrops
+from .trainer import TrainConfig, Trainer, init_distributed, is_main_process
+
+
+def load_codec_checkpoint(path: Path, ema: bool = True) -> HiFiCLite:
+    """A codec from a run directory (or its checkpoint.pt), with its EMA weights if ``ema``."""
+    ckpt = path / "checkpoint.pt" if path.is_dir() else path
+    if not ckpt.exists():
+        raise UserError(f"no checkpoint at {ckpt}")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    config = CodecConfig.from_dict(state["config"])
+    model = HiFiCLite(config)
+    weights = state["nets"]["codec"]
+    if any(k.startswith("g_s_gan.") for k in weights):
+        model.add_gan_decoder()
+    model.load_state_dict(weights)
+    if ema and "ema" in state:
+        if state.get("stage") == "gan":
+            model.g_s_gan.load_state_dict(state["ema"])
+        else:
+            model.load_state_dict(state["ema"])
+    return model
+
+
+def train_codec(args) -> Path:
+    rank, _ = init_distributed()
+    torch.manual_seed(args.seed + rank)
+    out = Path(args.out)
+    config = CodecConfig(
+        channels=args.channels, latent_channels=args.latent_channels,
+        hyper_channels=args.hyper_channels, res_blocks=args.res_blocks,
+    )
+    resuming = args.resume and (out / "checkpoint.pt").exists()
+    if args.stage == "rd":
+        model = HiFiCLite(config)
+        task = CodecRDTask(model, lr=args.lr)
+    else:
+        if args.init is None and not resuming:
+            raise UserError("--stage gan needs --init RD_RUN_DIR (the rate-distortion run)")
+        model = load_codec_checkpoint(Path(args.init)) if args.init else HiFiCLite(config)
+        if resuming:
+            model.add_gan_decoder()
+        config = model.config
+        task = CodecGANTask(model, lr=args.lr, beta=args.beta, gan_loss=args.gan_loss, r1_weight=args.r1)
+    data = RandomCrops(args.data, crop=args.crop, batch_size=args.batch_size, seed=args.seed + rank)
+    trainer = Trainer(task, data, TrainConfig(
+        steps=args.steps, out_dir=out, checkpoint_every=args.checkpoint_every,
+        sample_every=args.sample_every, resume=args.resume, progress=not args.no_progress,
+        lr_decay_at=args.lr_decay_at,
+    ), metadata={"config": config.to_dict(), "stage": args.stage})
+    trainer.fit()
+    if is_main_process():
+        (out / "run.json").write_text(json.dumps({
+            "stage": args.stage, "steps": args.steps, "data": [str(d) for d in args.data],
+            "batch_size": args.batch_size, "crop": args.crop, "lr": args.lr,
+            "config": config.to_dict(),
+        }, indent=2))
+    return out

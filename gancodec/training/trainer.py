@@ -1,0 +1,225 @@
+"""The one trainer every capability uses: generator/discriminator pairs in general.
+
+A capability describes itself as a :class:`Task` (its networks, optimisers, one training step,
+how to draw samples). The trainer owns everything else: the loop, DistributedDataParallel under
+``torchrun`` (gloo on CPU, NCCL on GPU), EMA of the generator, the learning-rate schedule,
+atomic checkpoints with ``resume``, a CSV loss log, a progress bar and periodic sample images.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ..gan.ema import EMA
+from ..imageio import atomic_output, save_image
+
+
+# -- distributed helpers ---------------------------------------------------------------------------
+def init_distributed() -> tuple[int, int]:
+    """Join the process group when launched by torchrun; return (rank, world_size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+# -- the task interface ----------------------------------------------------------------------------
+class Task:
+    """What a capability gives the trainer. Subclasses fill in the four methods."""
+
+    #: name of the network in :meth:`networks` whose weights are averaged (EMA), or None
+    ema_network: str | None = None
+    #: networks to wrap in DistributedDataParallel (None: every one with trainable weights);
+    #: a network that shares weights with another must be left out of one of them
+    ddp_networks: tuple[str, ...] | None = None
+
+    def networks(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def optimizers(self, nets: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def train_step(
+        self, batch, nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer], step: int
+    ) -> dict[str, float]:
+        """One optimisation step (backward and ``opt.step()`` included); returns scalars to log."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, batch, nets: dict[str, nn.Module]) -> torch.Tensor:
+        """Images (N, C, H, W) in [0, 1] to write as a progress grid; empty to skip."""
+        return torch.empty(0)
+
+
+@dataclass
+class TrainConfig:
+    steps: int
+    out_dir: Path
+    lr_decay_at: float = 0.8  # fraction of steps after which the lr drops ×0.1
+    ema_decay: float = 0.999
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    log_every: int = 10
+    resume: bool = False
+    progress: bool = True
+
+
+class Trainer:
+    def __init__(self, task: Task, data: Iterator, config: TrainConfig, metadata: dict | None = None):
+        """``metadata`` (e.g. the model config) is stored in every checkpoint."""
+        self.task = task
+        self.metadata = metadata or {}
+        self.data = data
+        self.cfg = config
+        self.rank, self.world = init_distributed()
+        self.out = Path(config.out_dir)
+        if is_main_process():
+            (self.out / "samples").mkdir(parents=True, exist_ok=True)
+        self.nets = task.networks()
+        self.opts = task.optimizers(self.nets)
+        self.base_lr = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
+        self.ema = EMA(self.nets[task.ema_network], config.ema_decay) if task.ema_network else None
+        self.step = 0
+        if config.resume:
+            self._load(self.out / "checkpoint.pt")
+        self.wrapped = {k: self._wrap(k, m) for k, m in self.nets.items()}
+        self.sample_batch = next(self.data)[:4] if is_main_process() else None
+
+    def _wrap(self, name: str, module: nn.Module) -> nn.Module:
+        if self.world == 1 or not any(p.requires_grad for p in module.parameters()):
+            return module
+        if self.task.ddp_networks is not None and name not in self.task.ddp_networks:
+            return module
+        return DistributedDataParallel(module, broadcast_buffers=True)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _state(self) -> dict:
+        state = {
+            **self.metadata,
+            "step": self.step,
+            "nets": {k: m.state_dict() for k, m in self.nets.items()},
+            "opts": {k: o.state_dict() for k, o in self.opts.items()},
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.ema:
+            state["ema"] = self.ema.state_dict()
+        rng = getattr(self.data, "rng", None)
+        if isinstance(rng, np.random.Generator):
+            state["data_rng"] = rng.bit_generator.state
+        return state
+
+    def save(self) -> None:
+        if not is_main_process():
+            return
+        with atomic_output(self.out / "checkpoint.pt") as fh:
+            torch.save(self._state(), fh)
+
+    def _load(self, path: Path) -> None:
+        if not path.exists():
+            return  # --resume on a fresh run directory just starts
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        for k, m in self.nets.items():
+            m.load_state_dict(state["nets"][k])
+        for k, o in self.opts.items():
+            if k in state["opts"]:
+                o.load_state_dict(state["opts"][k])
+        if self.ema and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+        torch.set_rng_state(state["torch_rng"])
+        rng = getattr(self.data, "rng", None)
+        if isinstance(rng, np.random.Generator) and "data_rng" in state and self.world == 1:
+            rng.bit_generator.state = state["data_rng"]
+        self.step = int(state["step"])
+
+    # -- loop ------------------------------------------------------------------------------------
+    def _set_lr(self) -> None:
+        factor = 0.1 if self.step >= self.cfg.lr_decay_at * self.cfg.steps else 1.0
+        for k, opt in self.opts.items():
+            for group, base in zip(opt.param_groups, self.base_lr[k]):
+                group["lr"] = base * factor
+
+    def _log(self, row: dict[str, float]) -> None:
+        path = self.out / "log.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def _write_samples(self) -> None:
+        nets = dict(self.nets)
+        if self.ema:
+            nets[self.task.ema_network] = self.ema.shadow
+        for m in nets.values():
+            m.eval()
+        images = self.task.sample(self.sample_batch, nets)
+        for m in self.nets.values():
+            m.train()
+        if images.numel() == 0:
+            return
+        grid = torch.cat(list(images.clamp(0, 1)), dim=-1)  # one row
+        arr = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        save_image(self.out / "samples" / f"step_{self.step:07d}.png", arr.squeeze())
+
+    def fit(self) -> dict[str, nn.Module]:
+        main = is_main_process()
+        bar = tqdm(
+            total=self.cfg.steps, initial=self.step, disable=not (main and self.cfg.progress),
+            dynamic_ncols=True, desc=type(self.task).__name__,
+        )
+        running: dict[str, float] = {}
+        start = time.time()
+        while self.step < self.cfg.steps:
+            self._set_lr()
+            batch = next(self.data)
+            scalars = self.task.train_step(batch, self.wrapped, self.opts, self.step)
+            if any(not math.isfinite(v) for v in scalars.values()):
+                raise FloatingPointError(f"non-finite loss at step {self.step}: {scalars}")
+            if self.ema:
+                self.ema.update(self.nets[self.task.ema_network])
+            self.step += 1
+            for k, v in scalars.items():
+                running[k] = running.get(k, 0.0) + v
+            bar.update(1)
+            if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+                n = self.step % self.cfg.log_every or self.cfg.log_every
+                row = {"step": self.step, "seconds": round(time.time() - start, 1)}
+                row.update({k: v / n for k, v in running.items()})
+                running = {}
+                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("step", "seconds")})
+                if main:
+                    self._log(row)
+            if main and self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
+                self._write_samples()
+            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                self.save()
+        bar.close()
+        result = dict(self.nets)
+        if self.ema:
+            result[self.task.ema_network] = self.ema.shadow
+        return result

@@ -1,0 +1,63 @@
+"""Turn a training run into shippable weights: fp16 transforms, integer hyper-synthesis and
+frozen entropy tables in one safetensors file, plus a JSON config.
+
+Everything the decoder needs to pick probabilities is computed *here*, once, and stored; the
+runtime never re-derives a table from floats.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..bitstream import FORMAT_VERSION
+from ..entropy.coder import TableSet
+from ..entropy.gaussian import gaussian_pmf_tables, scale_table, scale_thresholds
+from ..imageio import atomic_output, atomic_path
+from ..models.integer import ACT_BITS, WEIGHT_BITS, quantize_hyper_synthesis
+from ..training.run import load_codec_checkpoint
+
+Z_RADIUS = 40
+FLOAT_PREFIXES = ("g_a.", "g_s.", "g_s_gan.", "h_a.")
+
+
+def export_codec(run: Path, out: Path, name: str = "hific-lite", ema: bool = True) -> Path:
+    model = load_codec_checkpoint(run, ema=ema)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in model.state_dict().items():
+        if k.startswith(FLOAT_PREFIXES):
+            tensors[k] = v.detach().half().contiguous()
+    tensors["log_gain"] = model.log_gain.detach().float().contiguous()
+    tensors["log_inv_gain"] = model.log_inv_gain.detach().float().contiguous()
+    tensors.update(quantize_hyper_synthesis(model.h_s))
+
+    z_tables = TableSet(tuple(model.prior.pmf_table(Z_RADIUS)))
+    z_pmf, z_radius = z_tables.to_padded()
+    scales = scale_table()
+    y_pmf, y_radius = TableSet(tuple(gaussian_pmf_tables(scales))).to_padded()
+    tensors.update({
+        "tables.z.pmf": torch.from_numpy(z_pmf),
+        "tables.z.radius": torch.from_numpy(z_radius),
+        "tables.y.pmf": torch.from_numpy(y_pmf),
+        "tables.y.radius": torch.from_numpy(y_radius),
+        "tables.y.scales": torch.from_numpy(scales),
+        "tables.y.thresholds": torch.from_numpy(scale_thresholds(scales)),
+    })
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    config = {
+        "name": name,
+        "architecture": "hific-lite",
+        "format_version": FORMAT_VERSION,
+        "codec_config": model.config.to_dict(),
+        "decoders": ["mse", "gan"] if model.g_s_gan is not None else ["mse"],
+        "integer_hyper_synthesis": {"weight_bits": WEIGHT_BITS, "activation_bits": ACT_BITS},
+        "parameters": int(sum(v.numel() for k, v in tensors.items() if not k.startswith("tables."))),
+    }
+    with atomic_output(out / "config.json", "w") as fh:
+        fh.write(json.dumps(config, indent=2) + "\n")
+    return out / "model.safetensors"
