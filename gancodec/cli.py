@@ -46,11 +46,96 @@ def _add_train(sub) -> None:
     e.add_argument("--name", default="hific-lite")
 
 
+def _add_codec(sub) -> None:
+    p = sub.add_parser("compress", help="compress an image to a .gcz file")
+    p.add_argument("input", help="image file (PNG, JPEG, ...; RGB, greyscale or with alpha)")
+    p.add_argument("-o", "--output", required=True, help="output .gcz file")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("-q", "--quality", type=float, help="1 (smallest) .. levels (best); default 3")
+    rate.add_argument("--target-bpp", type=float, help="search the quality that gives this many bits/pixel")
+    p.add_argument("--model", default=None, help="model name or folder (default: hific-lite)")
+    p.add_argument("--threads", type=int, default=0)
+
+    p = sub.add_parser("decompress", help="decode a .gcz file to an image")
+    p.add_argument("input", help=".gcz file")
+    p.add_argument("-o", "--output", required=True, help="output image (.png recommended)")
+    p.add_argument("--decoder", choices=["mse", "gan"], default="mse",
+                   help="mse: highest fidelity; gan: realistic texture (same file)")
+    p.add_argument("--model", default=None)
+    p.add_argument("--threads", type=int, default=0)
+
+    p = sub.add_parser("info", help="print the header of a .gcz file as JSON")
+    p.add_argument("input")
+
+    p = sub.add_parser("demo", help="compress a bundled image at every quality and compare with JPEG")
+    p.add_argument("--image", help="use this image instead of the bundled one")
+    p.add_argument("-o", "--out-dir", default="gancodec-demo", help="where reconstructions are written")
+    p.add_argument("--model", default=None)
+    p.add_argument("--threads", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gancodec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_codec(sub)
     _add_train(sub)
     return parser
+
+
+def _read_input(path: str) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"input file not found: {p}")
+    return p.read_bytes()
+
+
+def _compress(args) -> int:
+    import gancodec
+
+    from .imageio import write_bytes
+
+    model = gancodec.load_model(args.model or "hific-lite")
+    data = model.compress(args.input, quality=args.quality, target_bpp=args.target_bpp)
+    write_bytes(args.output, data)
+    info = _info_dict(data)
+    print(json.dumps({"output": args.output} | {k: info[k] for k in ("width", "height", "quality", "bytes", "bpp")}))
+    return 0
+
+
+def _decompress(args) -> int:
+    import gancodec
+
+    from .imageio import save_image
+
+    data = _read_input(args.input)
+    model = gancodec.load_model(args.model or _info_dict(data)["model"])
+    save_image(args.output, model.decompress(data, decoder=args.decoder))
+    return 0
+
+
+def _info_dict(data: bytes) -> dict:
+    from .bitstream import Container
+
+    h = Container.from_bytes(data).header
+    names = ["z", "z_escapes", "y", "y_escapes", "alpha"][: len(h.stream_lengths)]
+    return {
+        "format_version": data[4],
+        "model": h.model,
+        "weights_hash": h.weights_hash.hex(),
+        "width": h.width,
+        "height": h.height,
+        "mode": h.mode.name,
+        "quality": h.quality,
+        "bytes": len(data),
+        "bpp": round(8 * len(data) / (h.width * h.height), 5),
+        "streams": dict(zip(names, h.stream_lengths)),
+    }
+
+
+def _info(args) -> int:
+    info = _info_dict(_read_input(args.input))
+    print(json.dumps(info, indent=2))
+    return 0
 
 
 def _run(args) -> int:
@@ -58,6 +143,16 @@ def _run(args) -> int:
 
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
+    if args.command == "compress":
+        return _compress(args)
+    if args.command == "decompress":
+        return _decompress(args)
+    if args.command == "info":
+        return _info(args)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(image=args.image, out_dir=Path(args.out_dir), model=args.model)
     if args.command == "train" and args.what == "codec":
         from .training.run import train_codec
 

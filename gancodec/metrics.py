@@ -33,7 +33,7 @@ def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
 
 
 def _to_tensor(a: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(a)).float()
+    t = torch.from_numpy(np.array(a, dtype=np.float32))
     t = t.unsqueeze(-1) if t.dim() == 2 else t
     return t.permute(2, 0, 1).unsqueeze(0)
 
