@@ -102,11 +102,13 @@ class Trainer:
         self.nets = task.networks()
         self.opts = task.optimizers(self.nets)
         self.base_lr = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
+        # Wrapping broadcasts rank 0's weights, so the EMA copy is taken after it; every rank
+        # then reads the same checkpoint when resuming.
+        self.wrapped = {k: self._wrap(k, m) for k, m in self.nets.items()}
         self.ema = EMA(self.nets[task.ema_network], config.ema_decay) if task.ema_network else None
         self.step = 0
         if config.resume:
             self._load(self.out / "checkpoint.pt")
-        self.wrapped = {k: self._wrap(k, m) for k, m in self.nets.items()}
         self.sample_batch = next(self.data)[:4] if is_main_process() else None
 
     def _wrap(self, name: str, module: nn.Module) -> nn.Module:

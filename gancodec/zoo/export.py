@@ -17,6 +17,7 @@ from ..bitstream import FORMAT_VERSION
 from ..entropy.coder import TableSet
 from ..entropy.gaussian import gaussian_pmf_tables, scale_table, scale_thresholds
 from ..imageio import atomic_output, atomic_path
+from ..models.codec import HiFiCLite
 from ..models.integer import ACT_BITS, WEIGHT_BITS, quantize_hyper_synthesis
 from ..training.run import load_codec_checkpoint
 
@@ -25,7 +26,12 @@ FLOAT_PREFIXES = ("g_a.", "g_s.", "g_s_gan.", "h_a.")
 
 
 def export_codec(run: Path, out: Path, name: str = "hific-lite", ema: bool = True) -> Path:
-    model = load_codec_checkpoint(run, ema=ema)
+    """Export the (EMA) weights of a codec training run directory."""
+    return export_model(load_codec_checkpoint(run, ema=ema), out, name)
+
+
+def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite") -> Path:
+    """Write ``model.safetensors`` and ``config.json`` for a codec into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
