@@ -24,7 +24,10 @@ class PatchDiscriminator(nn.Module):
         layers: int = 3,
         cond_embed: int = 12,
         use_spectral_norm: bool = True,
+        last_stride: int = 1,
     ):
+        """``layers`` 4×4 convolutions, stride 2 except the last (``last_stride``: 1 gives the
+        pix2pix 70×70 PatchGAN; 2 is 4× cheaper, for CPU budgets), then a 1-channel head."""
         super().__init__()
         sn = spectral_norm if use_spectral_norm else (lambda m: m)
         self.cond = None
@@ -34,7 +37,7 @@ class PatchDiscriminator(nn.Module):
         blocks = []
         for i in range(layers):
             out = width * 2 ** min(i, 3)
-            stride = 2 if i < layers - 1 else 1
+            stride = 2 if i < layers - 1 else last_stride
             blocks.append(nn.Sequential(sn(nn.Conv2d(ch, out, 4, stride, 1)), nn.LeakyReLU(0.2)))
             ch = out
         self.blocks = nn.ModuleList(blocks)

@@ -77,8 +77,8 @@ class CodecGANTask(Task):
     ddp_networks = ("generator", "disc")
 
     def __init__(
-        self, model: HiFiCLite, lr: float = 1e-4, beta: float = 0.3, fm_weight: float = 1.0,
-        gan_loss: str = "ns", r1_weight: float = 0.0,
+        self, model: HiFiCLite, lr: float = 1e-4, beta: float = 0.3, fm_weight: float = 10.0,
+        gan_loss: str = "ns", r1_weight: float = 0.0, disc_width: int = 48,
     ):
         if model.g_s_gan is None:
             model.add_gan_decoder()
@@ -86,7 +86,9 @@ class CodecGANTask(Task):
         model.requires_grad_(False)
         model.g_s_gan.requires_grad_(True)
         self.model = model
-        self.disc = PatchDiscriminator(cond_channels=model.config.latent_channels)
+        self.disc = PatchDiscriminator(
+            cond_channels=model.config.latent_channels, width=disc_width, layers=3, last_stride=2
+        )
         self.lr, self.beta, self.fm_weight = lr, beta, fm_weight
         self.gan_loss, self.r1_weight = gan_loss, r1_weight
 
