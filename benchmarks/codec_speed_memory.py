@@ -9,7 +9,6 @@ Prints JSON lines; BENCHMARKS.md quotes them.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import textwrap

@@ -23,6 +23,8 @@ def _add_train(sub) -> None:
     c.add_argument("--steps", type=int, required=True)
     c.add_argument("--out", required=True, help="run directory (checkpoint, log.csv, samples/)")
     c.add_argument("--init", help="for --stage gan: the rd run directory to start from")
+    c.add_argument("--init-weights", choices=["ema", "raw"], default="ema",
+                   help="for --stage gan: start from the rd run's EMA or raw weights")
     c.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     c.add_argument("--batch-size", type=int, default=8)
     c.add_argument("--crop", type=int, default=128)
@@ -44,6 +46,7 @@ def _add_train(sub) -> None:
     e.add_argument("run", help="run directory of the codec (rd or gan stage)")
     e.add_argument("--out", required=True, help="folder for model.safetensors + config.json")
     e.add_argument("--name", default="hific-lite")
+    e.add_argument("--weights", choices=["ema", "raw"], default="ema", help="which weights of the run")
 
 
 def _add_codec(sub) -> None:
@@ -161,7 +164,7 @@ def _run(args) -> int:
     if args.command == "train" and args.what == "export":
         from .zoo.export import export_codec
 
-        path = export_codec(Path(args.run), Path(args.out), name=args.name)
+        path = export_codec(Path(args.run), Path(args.out), name=args.name, ema=args.weights == "ema")
         print(json.dumps({"exported": str(path)}))
         return 0
     raise UserError(f"unknown command {args.command}")

@@ -124,7 +124,9 @@ class Codec:
         self.net = HiFiCLite(self.config)
         if any(k.startswith("g_s_gan.") for k in tensors):
             self.net.add_gan_decoder()
-        float_state = {k: v.float() for k, v in tensors.items() if v.is_floating_point() and not k.startswith("tables.")}
+        float_state = {
+            k: v.float() for k, v in tensors.items() if v.is_floating_point() and not k.startswith("tables.")
+        }
         missing, unexpected = self.net.load_state_dict(float_state, strict=False)
         needed = [k for k in missing if not k.startswith(("h_s.", "prior."))]
         if needed or unexpected:

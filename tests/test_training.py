@@ -97,4 +97,5 @@ def test_ddp_two_processes_end_with_identical_weights(tmp_path, image_folder):
         for k in w0:
             assert torch.equal(w0[k], w1[k]), (stage, k)
         # the ranks saw different data, so equality comes from gradient averaging, not luck
-        assert torch.load(tmp_path / f"{stage}_batch_rank0.pt").ne(torch.load(tmp_path / f"{stage}_batch_rank1.pt")).any()
+        batches = [torch.load(tmp_path / f"{stage}_batch_rank{r}.pt") for r in (0, 1)]
+        assert batches[0].ne(batches[1]).any()

@@ -39,9 +39,11 @@ def _positive_float(text: str) -> float:
 
 
 def _command_line() -> str:
+    """The command as typed, for the record in summary.json (informational only)."""
     argv = list(sys.argv)
-    prog = "gancodec" if argv and Path(argv[0]).name in ("gancodec", "cli.py", "__main__.py", "-m") else argv[0]
-    return shlex.join([prog, *argv[1:]]) if argv else ""
+    if argv and Path(argv[0]).name in ("gancodec", "cli.py", "__main__.py"):
+        argv[0] = "gancodec"
+    return shlex.join(argv)
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -49,7 +49,8 @@ def train_codec(args) -> Path:
     else:
         if args.init is None and not resuming:
             raise UserError("--stage gan needs --init RD_RUN_DIR (the rate-distortion run)")
-        model = load_codec_checkpoint(Path(args.init)) if args.init else HiFiCLite(config)
+        model = (load_codec_checkpoint(Path(args.init), ema=args.init_weights == "ema")
+                 if args.init else HiFiCLite(config))
         if resuming:
             model.add_gan_decoder()
         config = model.config
