@@ -31,6 +31,7 @@ from .errors import ModelMismatchError, UserError
 from .imageio import has_alpha, is_greyscale, open_image, to_rgb_array
 from .models.codec import CodecConfig, HiFiCLite
 from .models.integer import IntegerHyperSynthesis
+from .tiling import run_tiled
 
 PAD_MULTIPLE = 64  # stride of z
 Z_CLAMP = 2**15
@@ -76,41 +77,11 @@ def prepare_image(image) -> PreparedImage:
     return PreparedImage(np.ascontiguousarray(rgb), mode, alpha)
 
 
-def _tiles(length: int, tile: int) -> list[tuple[int, int]]:
-    return [(s, min(s + tile, length)) for s in range(0, length, tile)]
-
-
-def run_tiled(fn, x: torch.Tensor, factor: float, tile: int, margin: int) -> torch.Tensor:
-    """Apply a fully-convolutional ``fn`` tile by tile; tiles are laid out in latent units.
-
-    ``factor`` is output size / input size (1/16 for analysis, 16 for synthesis). Each tile is
-    computed with ``margin`` latent units of context on every side, which covers the network's
-    receptive field, and only its core is kept, so there are no seams. The tile plan depends
-    only on the image size, so decoding is reproducible.
-    """
-    lat_unit_in = 1 if factor > 1 else int(round(1 / factor))
-    lat_unit_out = int(round(factor)) if factor > 1 else 1
-    lh, lw = x.shape[-2] // lat_unit_in, x.shape[-1] // lat_unit_in
-    if lh <= tile and lw <= tile:
-        return fn(x)
-    rows = []
-    for r0, r1 in _tiles(lh, tile):
-        cols = []
-        for c0, c1 in _tiles(lw, tile):
-            a0, a1 = max(0, r0 - margin), min(lh, r1 + margin)
-            b0, b1 = max(0, c0 - margin), min(lw, c1 + margin)
-            out = fn(x[..., a0 * lat_unit_in : a1 * lat_unit_in, b0 * lat_unit_in : b1 * lat_unit_in])
-            cols.append(out[..., (r0 - a0) * lat_unit_out : (r1 - a0) * lat_unit_out,
-                            (c0 - b0) * lat_unit_out : (c1 - b0) * lat_unit_out])
-        rows.append(torch.cat(cols, dim=-1))
-    return torch.cat(rows, dim=-2)
-
-
 class Codec:
     """A loaded model ready to code images. Build it with :func:`gancodec.load_model`."""
 
     tile = 64  # latent units (1024 px) per tile side
-    analysis_margin = 4  # latent units; the analysis receptive field is 61 px
+    analysis_margin = 4  # latent units (64 px); the analysis receptive field is 61 px
     synthesis_margin = 10  # latent units; covers the residual blocks + upsampling stages
 
     def __init__(self, name: str, folder: Path):
@@ -184,7 +155,7 @@ class Codec:
         ph, pw = -h % PAD_MULTIPLE, -w % PAD_MULTIPLE
         padded = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
         x = torch.from_numpy(padded).permute(2, 0, 1).unsqueeze(0).float().div_(255)
-        return run_tiled(self.net.g_a, x, 1 / 16, self.tile, self.analysis_margin)
+        return run_tiled(self.net.g_a, x, 1 / 16, self.tile * 16, self.analysis_margin * 16)
 
     @torch.no_grad()
     def _code_latent(self, y: torch.Tensor, quality_milli: int) -> list[bytes]:
