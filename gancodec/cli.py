@@ -42,10 +42,32 @@ def _add_train(sub) -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     c.add_argument("--no-progress", action="store_true")
-    e = tsub.add_parser("export", help="turn a codec run into shippable weights (safetensors)")
+    for what, help_ in (("restore", "train the restoration model (JPEG artefacts, noise, blur)"),
+                        ("sr", "train the super-resolution model")):
+        r = tsub.add_parser(what, help=help_)
+        r.add_argument("--data", nargs="+", required=True, help="folder(s) of clean training images")
+        r.add_argument("--stage", choices=["fidelity", "gan"], default="fidelity")
+        r.add_argument("--steps", type=int, required=True)
+        r.add_argument("--out", required=True, help="run directory")
+        r.add_argument("--init", help="for --stage gan: the fidelity run directory")
+        r.add_argument("--resume", action="store_true")
+        r.add_argument("--scale", type=int, default=4, help="sr: 2 or 4")
+        r.add_argument("--width", type=int, default=32)
+        r.add_argument("--blocks", type=int, default=2)
+        r.add_argument("--batch-size", type=int, default=8)
+        r.add_argument("--crop", type=int, default=128, help="crop of the clean (high-resolution) image")
+        r.add_argument("--lr", type=float, default=2e-4)
+        r.add_argument("--lr-decay-at", type=float, default=0.8)
+        r.add_argument("--beta", type=float, default=0.05, help="gan stage: adversarial weight (L1 weight is 1)")
+        r.add_argument("--checkpoint-every", type=int, default=250)
+        r.add_argument("--sample-every", type=int, default=500)
+        r.add_argument("--seed", type=int, default=0)
+        r.add_argument("--threads", type=int, default=0)
+        r.add_argument("--no-progress", action="store_true")
+    e = tsub.add_parser("export", help="turn a training run into shippable weights (safetensors)")
     e.add_argument("run", help="run directory of the codec (rd or gan stage)")
     e.add_argument("--out", required=True, help="folder for model.safetensors + config.json")
-    e.add_argument("--name", default="hific-lite")
+    e.add_argument("--name", default=None, help="model name (default: the output folder's name)")
     e.add_argument("--weights", choices=["ema", "raw"], default="ema", help="which weights of the run")
 
 
@@ -77,10 +99,62 @@ def _add_codec(sub) -> None:
     p.add_argument("--threads", type=int, default=0)
 
 
+DEFAULT_RESTORE = "restore-lite"
+DEFAULT_SR = {2: "sr-x2-lite", 4: "sr-x4-lite"}
+
+
+def _add_enhance(sub) -> None:
+    p = sub.add_parser("restore", help="remove JPEG artefacts, noise and blur")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--task", choices=["jpeg", "denoise", "auto"], default="auto")
+    p.add_argument("--strength", type=float, default=1.0, help="0 (no change) .. 1 (as trained) .. 2")
+    p.add_argument("--realism", type=float, default=0.0, help="0: fidelity model, 1: GAN model, between: blend")
+    p.add_argument("--model", default=None, help=f"model name or folder (default: {DEFAULT_RESTORE})")
+    p.add_argument("--threads", type=int, default=0)
+    p = sub.add_parser("upscale", help="super-resolution ×2 or ×4")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--realism", type=float, default=0.0, help="0: fidelity model, 1: GAN model, between: blend")
+    p.add_argument("--model", default=None, help="model name or folder (default: sr-x4-lite / sr-x2-lite)")
+    p.add_argument("--threads", type=int, default=0)
+
+
+def _enhance(args) -> int:
+    from .imageio import open_image, save_image, to_rgb_array
+    from .zoo import available_models
+    from .zoo import load_enhancer as _load
+
+    def load_enhancer(name: str):
+        if args.model is None and name not in available_models():
+            what = "train restore" if args.command == "restore" else "train sr"
+            raise UserError(f"no {name} weights in this installation: train a model with "
+                            f"`gancodec {what}`, export it and pass --model FOLDER")
+        return _load(name)
+
+    if args.command == "upscale":
+        if args.scale not in DEFAULT_SR:
+            raise UserError(f"--scale {args.scale} is not supported (use 2 or 4)")
+        model = load_enhancer(args.model or DEFAULT_SR[args.scale])
+        if model.kind != "sr" or model.config.scale != args.scale:
+            raise UserError(f"model {model.name} is not a ×{args.scale} super-resolution model")
+    else:
+        model = load_enhancer(args.model or DEFAULT_RESTORE)
+        if model.kind != "restore":
+            raise UserError(f"model {model.name} is not a restoration model")
+    rgb = to_rgb_array(open_image(args.input))
+    out = model.run(rgb, realism=args.realism, **({"task": args.task, "strength": args.strength}
+                                                   if args.command == "restore" else {}))
+    save_image(args.output, out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gancodec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_codec(sub)
+    _add_enhance(sub)
     _add_train(sub)
     return parser
 
@@ -152,6 +226,8 @@ def _run(args) -> int:
         return _decompress(args)
     if args.command == "info":
         return _info(args)
+    if args.command in ("restore", "upscale"):
+        return _enhance(args)
     if args.command == "demo":
         from .demo import run_demo
 
@@ -161,10 +237,15 @@ def _run(args) -> int:
 
         train_codec(args)
         return 0
-    if args.command == "train" and args.what == "export":
-        from .zoo.export import export_codec
+    if args.command == "train" and args.what in ("restore", "sr"):
+        from .training.run import train_enhance
 
-        path = export_codec(Path(args.run), Path(args.out), name=args.name, ema=args.weights == "ema")
+        train_enhance(args)
+        return 0
+    if args.command == "train" and args.what == "export":
+        from .zoo.export import export_run
+
+        path = export_run(Path(args.run), Path(args.out), name=args.name, ema=args.weights == "ema")
         print(json.dumps({"exported": str(path)}))
         return 0
     raise UserError(f"unknown command {args.command}")

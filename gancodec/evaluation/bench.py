@@ -42,8 +42,22 @@ from ..metrics import ms_ssim, psnr
 from . import realism
 from .codecs import DEFAULT_MODEL, Codec, make_codec, parse_codec_list, resolve_codecs
 from .results import (
-    OPTIONAL_MEASURES, PER_IMAGE_CSV, RECORD_COLUMNS, SUMMARY_COLUMNS, SUMMARY_CSV, SUMMARY_JSON, Journal,
-    bd_tables, clean_number, csv_text, load_records, record_key, setting_key, summarise, write_json, write_text,
+    OPTIONAL_MEASURES,
+    PER_IMAGE_CSV,
+    RECORD_COLUMNS,
+    SUMMARY_COLUMNS,
+    SUMMARY_CSV,
+    SUMMARY_JSON,
+    Journal,
+    bd_tables,
+    clean_number,
+    csv_text,
+    load_records,
+    record_key,
+    setting_key,
+    summarise,
+    write_json,
+    write_text,
 )
 
 FORMAT = "gancodec-bench/1"
@@ -223,7 +237,7 @@ def _measure(state: _WorkerState, task: Task) -> list[dict]:
             "width": w,
             "height": h,
             "bytes": len(data),
-            "bpp": clean_number(8 * len(data) / (h * w)),
+            "bpp": clean_number(8 * len(data) / (h * w), 9),
             "psnr": None if exact else clean_number(psnr(rgb, out)),
             "exact": exact,
             "ms_ssim": clean_number(ms_ssim(rgb, out)),
@@ -339,11 +353,18 @@ def run_bench(
     errors: list[dict] = []
     new_records = 0
     with Journal(out_dir) as journal:
+
         def accept(task: Task, recs: list[dict], error: str | None) -> None:
             nonlocal new_records
             if error:
-                errors.append({"image": task.image.name, "codecs": list(task.codecs),
-                               "setting": task.setting, "error": error})
+                errors.append(
+                    {
+                        "image": task.image.name,
+                        "codecs": list(task.codecs),
+                        "setting": task.setting,
+                        "error": error,
+                    }
+                )
                 log(f"failed {','.join(task.codecs)} {task.setting:g} on {task.image.name}: {error}")
             journal.append(recs)
             new_records += len(recs)
@@ -351,13 +372,27 @@ def run_bench(
         _execute(tasks, [c.name for c in ready], model, jobs, threads, use_lpips, progress, accept)
 
     summary = build_summary(
-        out_dir, images, ready, skipped, sweep, planned, bd_method=bd_method,
+        out_dir,
+        images,
+        ready,
+        skipped,
+        sweep,
+        planned,
+        bd_method=bd_method,
         lpips_reason=lpips_reason,
         run={
-            "command": command, "jobs": jobs, "threads": threads, "seconds": round(time.time() - started, 1),
-            "tasks_run": len(tasks), "new_records": new_records, "reused_records": reused,
-            "planned_records": n_planned, "memory_method": PeakMemory.method,
-            "python": sys.version.split()[0], "platform": sys.platform, "cpu_count": os.cpu_count(),
+            "command": command,
+            "jobs": jobs,
+            "threads": threads,
+            "seconds": round(time.time() - started, 1),
+            "tasks_run": len(tasks),
+            "new_records": new_records,
+            "reused_records": reused,
+            "planned_records": n_planned,
+            "memory_method": PeakMemory.method,
+            "python": sys.version.split()[0],
+            "platform": sys.platform,
+            "cpu_count": os.cpu_count(),
         },
         errors=errors,
     )
@@ -370,8 +405,14 @@ def run_bench(
 def _execute(tasks, codec_names, model, jobs, threads, use_lpips, progress, accept) -> None:
     from tqdm import tqdm
 
-    bar = tqdm(total=len(tasks), desc="bench", unit="task", disable=not progress or not tasks,
-               file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(tasks),
+        desc="bench",
+        unit="task",
+        disable=not progress or not tasks,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     try:
         if jobs == 1 or len(tasks) <= 1:
             import torch
@@ -389,8 +430,9 @@ def _execute(tasks, codec_names, model, jobs, threads, use_lpips, progress, acce
                 _STATE = saved_state
             return
         ctx = get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(codec_names, model, threads, use_lpips)) as pool:
+        with ProcessPoolExecutor(
+            jobs, mp_context=ctx, initializer=_init_worker, initargs=(codec_names, model, threads, use_lpips)
+        ) as pool:
             # keep a bounded window in flight: results are journalled as they arrive, and an
             # interrupt does not leave thousands of queued tasks to cancel
             pending = set()
@@ -408,7 +450,9 @@ def _execute(tasks, codec_names, model, jobs, threads, use_lpips, progress, acce
                     for fut in finished:
                         task, recs, error = fut.result()
                         accept(task, recs, error)
-                        bar.set_postfix_str(f"{task.codecs[0]} {task.setting:g} {task.image.name}", refresh=False)
+                        bar.set_postfix_str(
+                            f"{task.codecs[0]} {task.setting:g} {task.image.name}", refresh=False
+                        )
                         bar.update()
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -438,8 +482,10 @@ def build_summary(
             latest[key] = rec  # a re-measured record (e.g. now with LPIPS) replaces the older one
     order = [c.name for c in codecs]
     img_order = {im.name: i for i, im in enumerate(images)}
-    records = sorted(latest.values(),
-                     key=lambda r: (order.index(r["codec"]), float(r["setting"]), img_order.get(r["image"], 0)))
+    records = sorted(
+        latest.values(),
+        key=lambda r: (order.index(r["codec"]), float(r["setting"]), img_order.get(r["image"], 0)),
+    )
     rows = summarise(records, order, len(images))
     has_lpips = any(r.get("lpips") is not None for r in records)
     extra = [m for m in OPTIONAL_MEASURES if any(m in r for r in records)]
@@ -449,8 +495,15 @@ def build_summary(
         "data": str(Path(images[0].path).parent) if images else "",
         "images": [{"name": i.name, "sha": i.sha, "width": i.width, "height": i.height} for i in images],
         "codecs": [
-            {"name": c.name, "label": c.label, "knob": c.knob, "identity": c.identity(),
-             "settings": sweep[c.name], "lossless": c.lossless, "encode_key": c.encode_key}
+            {
+                "name": c.name,
+                "label": c.label,
+                "knob": c.knob,
+                "identity": c.identity(),
+                "settings": sweep[c.name],
+                "lossless": c.lossless,
+                "encode_key": c.encode_key,
+            }
             for c in codecs
         ],
         "skipped": dict(skipped),
@@ -463,7 +516,9 @@ def build_summary(
     }
     out_dir = Path(out_dir)
     write_text(out_dir / PER_IMAGE_CSV, csv_text(records, RECORD_COLUMNS + extra))
-    write_text(out_dir / SUMMARY_CSV, csv_text(rows, [c for c in SUMMARY_COLUMNS if c != "lpips" or has_lpips]))
+    write_text(
+        out_dir / SUMMARY_CSV, csv_text(rows, [c for c in SUMMARY_COLUMNS if c != "lpips" or has_lpips])
+    )
     write_json(out_dir / SUMMARY_JSON, summary)
     from .report import markdown_summary
 
@@ -489,6 +544,13 @@ def _grids(out_dir: Path, images, codecs, grid_bpp, grid_image, log) -> list[dic
         out = out_dir / "grids" / f"{Path(image.name).stem}-{bpp:g}bpp.png"
         info = compare_image(image.path, lossy, target_bytes=target, output=out)
         log(f"wrote {out}")
-        made.append({"path": str(out.relative_to(out_dir)), "image": image.name, "bpp": bpp,
-                     "target_bytes": target, "panels": info["panels"]})
+        made.append(
+            {
+                "path": str(out.relative_to(out_dir)),
+                "image": image.name,
+                "bpp": bpp,
+                "target_bytes": target,
+                "panels": info["panels"],
+            }
+        )
     return made

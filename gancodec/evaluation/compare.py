@@ -80,7 +80,7 @@ def _detail_map(rgb: np.ndarray) -> np.ndarray:
 def auto_crops(rgb: np.ndarray, size: int | None = None) -> list[tuple[int, int, int]]:
     """Two (x, y, size) windows: the most detailed one and a non-overlapping one of middling detail."""
     h, w = rgb.shape[:2]
-    size = size or int(np.clip(min(h, w) // 4, 16, 128))
+    size = size or int(np.clip(min(h, w) // 8, 16, 96))  # ~1/8 of the image: enlarged 2-3x in the grid
     size = min(size, h, w)
     energy = _detail_map(rgb)
     integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
@@ -137,13 +137,20 @@ def _panel(rgb: np.ndarray, crops, title: str, lines: list[str], warn: bool, fon
         crop = Image.fromarray(rgb[y : y + s, x : x + s]).resize((cw, cw), Image.Resampling.NEAREST)
         left = i * (cw + gap)
         panel.paste(crop, (left, th + gap))
-        d.rectangle([left, th + gap, left + cw - 1, th + gap + cw - 1],
-                    outline=CROP_COLOURS[i % len(CROP_COLOURS)], width=2)
+        d.rectangle(
+            [left, th + gap, left + cw - 1, th + gap + cw - 1],
+            outline=CROP_COLOURS[i % len(CROP_COLOURS)],
+            width=2,
+        )
     ty = th + gap + cw + gap
     d.text((0, ty), title, fill=(0, 0, 0), font=font)
     for j, line in enumerate(lines):
-        d.text((0, ty + 20 + 17 * j), line, fill=(200, 0, 0) if warn and j == len(lines) - 1 else (60, 60, 60),
-               font=small)
+        d.text(
+            (0, ty + 20 + 17 * j),
+            line,
+            fill=(200, 0, 0) if warn and j == len(lines) - 1 else (60, 60, 60),
+            font=small,
+        )
     return panel
 
 
@@ -181,7 +188,7 @@ def compare_image(
         if x + s > w or y + s > h:
             raise UserError(f"crop {x},{y},{s} does not fit in the {w}×{h} image")
     font, small = _font(15), _font(13)
-    panels = [_panel(rgb, crops, "original", [f"{w}×{h}", ""], False, font, small)]
+    panels = [_panel(rgb, crops, "original", [f"{w}x{h} pixels", ""], False, font, small)]
     info: list[dict] = []
     shared: dict[str, tuple[float, bytes, bool]] = {}
     for codec in codecs:
@@ -193,24 +200,42 @@ def compare_image(
         setting, data, over = shared[codec.encode_key]
         out = codec.decode(data)
         p = psnr(rgb, out)
-        entry = {"codec": codec.name, "label": codec.label, "setting": setting, "bytes": len(data),
-                 "bpp": round(8 * len(data) / (h * w), 4), "psnr": round(p, 3) if math.isfinite(p) else None,
-                 "over_budget": over}
+        entry = {
+            "codec": codec.name,
+            "label": codec.label,
+            "setting": setting,
+            "bytes": len(data),
+            "bpp": round(8 * len(data) / (h * w), 4),
+            "psnr": round(p, 3) if math.isfinite(p) else None,
+            "over_budget": over,
+        }
         info.append(entry)
-        lines = [f"{codec.format_setting(setting)} · {len(data):,} B · {entry['bpp']:.3f} bpp",
-                 f"PSNR {p:.2f} dB"]
+        lines = [
+            f"{codec.format_setting(setting)} · {len(data):,} B · {entry['bpp']:.3f} bpp",
+            f"PSNR {p:.2f} dB",
+        ]
         if over:
             lines.append("over budget: smallest setting")
         panels.append(_panel(out, crops, codec.label, lines, over, font, small))
     if not info:
         raise UserError("no lossy codec to compare (PNG cannot meet a byte budget)")
-    heading = (f"{Path(image).name}: every codec at ≤ {target_bytes:,} bytes "
-               f"({8 * target_bytes / (h * w):.3f} bpp); crops enlarged ×{_zoom(crops, panels[0].width)}")
+    # ASCII only in the picture: Pillow's built-in font has no glyphs for ≤ or ×
+    heading = (
+        f"{Path(image).name}: every codec at <= {target_bytes:,} bytes "
+        f"({8 * target_bytes / (h * w):.3f} bpp); crops enlarged x{_zoom(crops, panels[0].width)}"
+    )
     grid = render_grid(panels, heading, columns)
     save_image(output, np.asarray(grid))
-    result = {"image": str(image), "width": w, "height": h, "target_bytes": target_bytes,
-              "target_bpp": round(8 * target_bytes / (h * w), 4), "crops": [list(c) for c in crops],
-              "panels": info, "grid": str(output)}
+    result = {
+        "image": str(image),
+        "width": w,
+        "height": h,
+        "target_bytes": target_bytes,
+        "target_bpp": round(8 * target_bytes / (h * w), 4),
+        "crops": [list(c) for c in crops],
+        "panels": info,
+        "grid": str(output),
+    }
     with atomic_output(output.with_suffix(".json"), "w") as fh:
         json.dump(result, fh, indent=2)
     return result
@@ -239,7 +264,11 @@ def run_compare(
         raise UserError(f"input file not found: {image}")
     if (target_bytes is None) == (target_bpp is None):
         raise UserError("give exactly one of --bytes or --bpp")
-    names = [n for n in parse_codec_list(codecs) if n != "png" or codecs]
+    names = parse_codec_list(codecs)
+    if "png" in names:
+        names.remove("png")
+        if codecs:  # asked for by name: say why it is missing from the grid
+            log("skipped png: lossless with one setting, it cannot meet a byte budget")
     ready, skipped = resolve_codecs(names, model)
     for name, reason in skipped.items():
         log(f"skipped {name}: {reason}")
@@ -254,7 +283,8 @@ def run_compare(
             raise UserError("--bpp must be a positive number")
         target_bytes = max(1, int(target_bpp * w * h / 8))
     out = Path(output) if output else Path(f"{image.stem}-compare-{target_bytes}B.png")
-    result = compare_image(image, ready, target_bytes=target_bytes, output=out,
-                           crops=[parse_crop(c) for c in crops] or None)
+    result = compare_image(
+        image, ready, target_bytes=target_bytes, output=out, crops=[parse_crop(c) for c in crops] or None
+    )
     result["skipped"] = skipped
     return result

@@ -24,13 +24,31 @@ from .bdrate import ms_ssim_db  # noqa: E402
 from .reference import ReferenceCurve  # noqa: E402
 from .results import curves  # noqa: E402
 
-# (summary column, axis label, file stem, y-scale)
+# (summary column, name, axis label, file stem, y-scale)
 MEASURES = [
-    ("psnr", "PSNR (RGB) [dB] — higher is better", "rd-psnr", "linear"),
-    ("ms_ssim_db", "MS-SSIM [dB] = −10·log10(1 − MS-SSIM) — higher is better", "rd-msssim", "linear"),
-    ("hf_ratio", "high-frequency energy ratio — 1 = as much fine detail as the original", "rd-hf-ratio", "log"),
-    ("kid", "patch KID, handcrafted features — lower looks more like the original", "rd-kid", "symlog"),
-    ("lpips", "LPIPS (AlexNet) — lower is better", "rd-lpips", "linear"),
+    ("psnr", "PSNR", "PSNR (RGB) [dB], higher is better", "rd-psnr", "linear"),
+    (
+        "ms_ssim_db",
+        "MS-SSIM",
+        "MS-SSIM [dB] = −10·log10(1 − MS-SSIM)\nhigher is better",
+        "rd-msssim",
+        "linear",
+    ),
+    (
+        "hf_ratio",
+        "high-frequency energy ratio",
+        "HF energy ratio\n1 = as much fine detail as the original",
+        "rd-hf-ratio",
+        "log",
+    ),
+    (
+        "kid",
+        "patch KID (handcrafted features)",
+        "patch KID, handcrafted features\nlower = more like the original",
+        "rd-kid",
+        "symlog",
+    ),
+    ("lpips", "LPIPS", "LPIPS (AlexNet), lower is better", "rd-lpips", "linear"),
 ]
 CODEC_STYLE = {
     "gancodec": ("#d62728", "-", "o"),
@@ -82,7 +100,7 @@ def plot_rd(
     dataset = summary.get("dataset") or "images"
     n_images = len(summary.get("images", []))
     written: list[Path] = []
-    for measure, ylabel, stem, yscale in MEASURES:
+    for measure, name, ylabel, stem, yscale in MEASURES:
         ours = {k: v for k, v in curves(rows, measure).items() if k not in lossless}
         if not ours:
             continue
@@ -93,14 +111,29 @@ def plot_rd(
             keep = [(x, y) for x, y in zip(xs, ys) if x <= top]
             if len(keep) < 1:
                 continue
-            ax.plot(*zip(*keep), linestyle="--", linewidth=1, color="0.55", alpha=0.9,
-                    marker=REFERENCE_MARKERS[i % len(REFERENCE_MARKERS)], markersize=3.5,
-                    markerfacecolor="none", label=curve.label)
-        for j, (name, (xs, ys)) in enumerate(ours.items()):
-            colour, style, marker = CODEC_STYLE.get(name, (f"C{j % 10}", "-", "o"))
+            ax.plot(
+                *zip(*keep),
+                linestyle="--",
+                linewidth=1,
+                color="0.55",
+                alpha=0.9,
+                marker=REFERENCE_MARKERS[i % len(REFERENCE_MARKERS)],
+                markersize=3.5,
+                markerfacecolor="none",
+                label=curve.label,
+            )
+        for j, (codec, (xs, ys)) in enumerate(ours.items()):
+            colour, style, marker = CODEC_STYLE.get(codec, (f"C{j % 10}", "-", "o"))
             pts = sorted(zip(xs, ys))
-            ax.plot(*zip(*pts), linestyle=style, color=colour, marker=marker, markersize=4.5,
-                    linewidth=1.8, label=labels.get(name, name))
+            ax.plot(
+                *zip(*pts),
+                linestyle=style,
+                color=colour,
+                marker=marker,
+                markersize=4.5,
+                linewidth=1.8,
+                label=labels.get(codec, codec),
+            )
         if measure == "hf_ratio":
             ax.axhline(1.0, color="black", linewidth=0.8, linestyle=":", label="original (ratio 1)")
         if yscale == "symlog":
@@ -110,9 +143,12 @@ def plot_rd(
         ax.set_xlim(0, top)
         ax.set_xlabel("bits per pixel (from the encoded file size)")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{dataset} ({n_images} image{'s' if n_images != 1 else ''}): rate vs {measure.replace('_', '-')}")
+        ax.set_title(f"{dataset} ({n_images} image{'s' if n_images != 1 else ''}): rate vs {name}")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7.5, loc="best", framealpha=0.85)
+        if reference:  # many published curves: keep the legend off the data
+            ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        else:
+            ax.legend(fontsize=7.5, loc="best", framealpha=0.85)
         for fmt in formats:
             path = out_dir / f"{stem}.{fmt}"
             _save(fig, path, fmt)

@@ -23,11 +23,12 @@ so they run anywhere and give the same numbers everywhere.
     original's patches and the reconstruction's. 0 means the two sets of patches are
     distributed alike (exactly 0 for an identical image); blur, blocking and colour shifts all
     raise it, steeply (a cubic kernel on standardised features: strong blur reaches hundreds), so
-    plots use a logarithmic axis. No sampling is involved, so the value is exactly reproducible. Limits: handcrafted texture statistics, not the
-    Inception features of published KID/FID, so the numbers are not comparable with papers
-    (HiFiC's FID/KID); it is computed per image (a few hundred patches, so individual values
-    are noisy and the unbiased estimate can dip slightly below 0) and averaged, where papers pool
-    patches over a whole dataset; it sees only local statistics, nothing semantic.
+    plots use a logarithmic axis. No sampling is involved, so the value is exactly reproducible.
+    Limits: handcrafted texture statistics, not the Inception features of published KID/FID, so
+    the numbers are not comparable with papers (HiFiC's FID/KID); it is computed per image (a few
+    hundred patches, so individual values are noisy and the unbiased estimate can dip slightly
+    below 0) and averaged, where papers pool patches over a whole dataset; it sees only local
+    statistics, nothing semantic.
 
 ``lpips`` (optional)
     Learned perceptual distance (Zhang et al. 2018, AlexNet). Reported only when the ``lpips``
@@ -157,7 +158,9 @@ def kid(reference_features: np.ndarray, test_features: np.ndarray) -> float:
     )
 
 
-def patch_kid(original: np.ndarray, reconstruction: np.ndarray, original_features: np.ndarray | None = None) -> float:
+def patch_kid(
+    original: np.ndarray, reconstruction: np.ndarray, original_features: np.ndarray | None = None
+) -> float:
     ref = patch_features(original) if original_features is None else original_features
     return kid(ref, patch_features(reconstruction))
 

@@ -24,8 +24,11 @@ from ..errors import UserError
 
 # column names in published files → our measure names
 _ALIASES = {
-    "psnr-rgb": "psnr", "psnr": "psnr",
-    "ms-ssim-rgb": "ms_ssim", "ms-ssim": "ms_ssim", "ms_ssim": "ms_ssim",
+    "psnr-rgb": "psnr",
+    "psnr": "psnr",
+    "ms-ssim-rgb": "ms_ssim",
+    "ms-ssim": "ms_ssim",
+    "ms_ssim": "ms_ssim",
     "lpips": "lpips",
 }
 _FOLDER_NAMES = {"hific": "HiFiC"}
@@ -89,7 +92,9 @@ def _from_csv(path: Path, root: Path, dataset: str | None) -> ReferenceCurve | N
             measures[_ALIASES[col.lower()]] = [_number(r[col]) for r in rows]
     folder = path.parent.name if path.parent != root else path.stem
     name = _FOLDER_NAMES.get(folder.lower(), folder)
-    return ReferenceCurve(name, path.relative_to(root).as_posix(), [_number(r["bpp"]) for r in rows], measures)
+    return ReferenceCurve(
+        name, path.relative_to(root).as_posix(), [_number(r["bpp"]) for r in rows], measures
+    )
 
 
 def load_reference(folder: str | Path, dataset: str | None = "kodak") -> list[ReferenceCurve]:

@@ -15,34 +15,59 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import UserError
 from .bdrate import bd_rate_matrix
 from .reference import ReferenceCurve, load_reference
 from .results import curves, load_summary, write_text
 
 MEASURES_DOC = [
-    ("bpp", "bits per pixel of the encoded file, 8·bytes / (width·height), container headers included; "
-            "means are over images (as CompressAI reports them)."),
-    ("PSNR", "peak signal-to-noise ratio over R, G and B (dB), mean over images; a lossless image has "
-             "no PSNR and is counted apart."),
-    ("MS-SSIM", "multi-scale structural similarity on RGB (plain SSIM below 161 px a side); the dB "
-                "column is −10·log10(1 − mean MS-SSIM)."),
-    ("HF ratio", "energy of the finest luma detail (image minus its σ=1 px Gaussian blur) of the "
-                 "reconstruction over the original's: 1 = as much detail, < 1 = smoothed, > 1 = added "
-                 "(ringing, blocking, noise, synthetic texture). Says nothing about whether the detail "
-                 "is the right one."),
-    ("KID", "kernel inception distance between the 32×32 patches of original and reconstruction, on 26 "
-            "handcrafted texture/colour features (multi-scale derivative energies, sparsity, colour) instead "
-            "of Inception features; per image, then averaged. 0 = patches distributed alike. No weights, "
-            "fully reproducible, but not comparable with published (Inception) KID/FID, noisy per image, "
-            "and blind to semantics."),
-    ("LPIPS", "learned perceptual distance (AlexNet); only when the lpips package and its weights are "
-              "already installed — never downloaded."),
-    ("BD-rate", "Bjøntegaard delta rate: mean rate difference at equal quality over the common quality "
-                "range, piecewise-cubic (pchip) interpolation in log-rate; negative = the row codec needs "
-                "fewer bits than the column codec."),
+    (
+        "bpp",
+        "bits per pixel of the encoded file, 8·bytes / (width·height), container headers included; "
+        "means are over images (as CompressAI reports them).",
+    ),
+    (
+        "PSNR",
+        "peak signal-to-noise ratio over R, G and B (dB), mean over images; a lossless image has "
+        "no PSNR and is counted apart.",
+    ),
+    (
+        "MS-SSIM",
+        "multi-scale structural similarity on RGB (plain SSIM below 161 px a side); the dB "
+        "column is −10·log10(1 − mean MS-SSIM).",
+    ),
+    (
+        "HF ratio",
+        "energy of the finest luma detail (image minus its σ=1 px Gaussian blur) of the "
+        "reconstruction over the original's: 1 = as much detail, < 1 = smoothed, > 1 = added "
+        "(ringing, blocking, noise, synthetic texture). Says nothing about whether the detail "
+        "is the right one.",
+    ),
+    (
+        "KID",
+        "kernel inception distance between the 32×32 patches of original and reconstruction, on 26 "
+        "handcrafted texture/colour features (multi-scale derivative energies, sparsity, colour) instead "
+        "of Inception features; per image, then averaged. 0 = patches distributed alike. No weights, "
+        "fully reproducible, but not comparable with published (Inception) KID/FID, noisy per image, "
+        "and blind to semantics.",
+    ),
+    (
+        "LPIPS",
+        "learned perceptual distance (AlexNet); only when the lpips package and its weights are "
+        "already installed — never downloaded.",
+    ),
+    (
+        "BD-rate",
+        "Bjøntegaard delta rate: mean rate difference at equal quality over the common quality "
+        "range, piecewise-cubic (pchip) interpolation in log-rate; negative = the row codec needs "
+        "fewer bits than the column codec.",
+    ),
     ("encode / decode s", "wall-clock seconds per image on one core (one thread per codec and per worker)."),
-    ("peak MB", "highest resident memory of the measuring process during encode + decode (includes the "
-                "Python process and loaded model)."),
+    (
+        "peak MB",
+        "highest resident memory of the measuring process during encode + decode (includes the "
+        "Python process and loaded model).",
+    ),
 ]
 
 
@@ -71,11 +96,23 @@ def results_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     for r in summary.get("rows", []):
         psnr = _f(r["psnr"], 2) if r["psnr"] is not None or not r.get("lossless_images") else "lossless"
         setting = f"{knobs.get(r['codec'], 'q')} {r['setting']:g}"
-        row = [r["codec"], setting, _f(r["bpp"], 4), psnr, _f(r["ms_ssim"], 4), _f(r["ms_ssim_db"], 2),
-               _f(r["hf_ratio"], 3), _f(r["kid"], 3)]
+        row = [
+            r["codec"],
+            setting,
+            _f(r["bpp"], 4),
+            psnr,
+            _f(r["ms_ssim"], 4),
+            _f(r["ms_ssim_db"], 2),
+            _f(r["hf_ratio"], 3),
+            _f(r["kid"], 3),
+        ]
         row += [_f(r.get("lpips"), 4)] if has_lpips else []
-        row += [_f(r["encode_s"], 3), _f(r["decode_s"], 3), _f(r["peak_rss_mb"], 0),
-                f"{r['n']}" + ("" if r.get("complete", True) else " (incomplete)")]
+        row += [
+            _f(r["encode_s"], 3),
+            _f(r["decode_s"], 3),
+            _f(r["peak_rss_mb"], 0),
+            f"{r['n']}" + ("" if r.get("complete", True) else " (incomplete)"),
+        ]
         rows.append(row)
     return header, rows
 
@@ -91,11 +128,22 @@ def codec_table(summary: dict) -> tuple[list[str], list[list[str]]]:
         dec = [r["decode_s"] for r in rs if r["decode_s"] is not None]
         peak = [r["peak_rss_mb"] for r in rs if r["peak_rss_mb"] is not None]
         settings = c["settings"]
-        srange = f"{c['knob']} {settings[0]:g}" if len(settings) == 1 else \
-            f"{c['knob']} {settings[0]:g}…{settings[-1]:g} ({len(settings)})"
-        rows.append([c["name"], srange, f"{min(bpps):.3f}–{max(bpps):.3f}" if bpps else "–",
-                     _f(sum(enc) / len(enc) if enc else None, 3), _f(sum(dec) / len(dec) if dec else None, 3),
-                     _f(max(peak) if peak else None, 0), c["identity"]])
+        srange = (
+            f"{c['knob']} {settings[0]:g}"
+            if len(settings) == 1
+            else f"{c['knob']} {settings[0]:g}…{settings[-1]:g} ({len(settings)})"
+        )
+        rows.append(
+            [
+                c["name"],
+                srange,
+                f"{min(bpps):.3f}–{max(bpps):.3f}" if bpps else "–",
+                _f(sum(enc) / len(enc) if enc else None, 3),
+                _f(sum(dec) / len(dec) if dec else None, 3),
+                _f(max(peak) if peak else None, 0),
+                c["identity"],
+            ]
+        )
     return header, rows
 
 
@@ -119,8 +167,11 @@ def reference_bd_tables(summary: dict, reference: Sequence[ReferenceCurve], meth
             values = ref.measures.get("ms_ssim" if measure == "ms_ssim_db" else measure)
             if not values:
                 continue
-            pts = [(b, ms_ssim_db(v) if measure == "ms_ssim_db" else v)
-                   for b, v in zip(ref.bpp, values) if b is not None and v is not None]
+            pts = [
+                (b, ms_ssim_db(v) if measure == "ms_ssim_db" else v)
+                for b, v in zip(ref.bpp, values)
+                if b is not None and v is not None
+            ]
             if len(pts) >= 2:
                 anchors[ref.name] = ([p[0] for p in pts], [p[1] for p in pts])
         if ours and anchors:
@@ -139,27 +190,54 @@ def markdown_summary(summary: dict) -> str:
     parts = [f"# Benchmark: {summary.get('dataset', '')} ({len(summary.get('images', []))} images)", ""]
     if run.get("command"):
         parts += ["```", run["command"], "```", ""]
-    parts += [f"Run: {run.get('seconds', '?')} s with {run.get('jobs', '?')} job(s), "
-              f"{run.get('threads', '?')} thread(s) each, {run.get('cpu_count', '?')} CPUs; "
-              f"{run.get('new_records', 0)} new and {run.get('reused_records', 0)} reused measurements.", ""]
+    parts += [
+        f"Run: {run.get('seconds', '?')} s with {run.get('jobs', '?')} job(s), "
+        f"{run.get('threads', '?')} thread(s) each, {run.get('cpu_count', '?')} CPUs; "
+        f"{run.get('new_records', 0)} new and {run.get('reused_records', 0)} reused measurements.",
+        "",
+    ]
     for name, reason in summary.get("skipped", {}).items():
         parts.append(f"- skipped **{name}**: {reason}")
     if summary.get("skipped"):
         parts.append("")
-    parts += ["## Codecs", "", _md_table(*codec_table(summary)), "", "## Mean results", "",
-              _md_table(*results_table(summary)), ""]
+    parts += [
+        "## Codecs",
+        "",
+        _md_table(*codec_table(summary)),
+        "",
+        "## Mean results",
+        "",
+        _md_table(*results_table(summary)),
+        "",
+    ]
     bd = summary.get("bd_rate", {})
     for measure, title in (("psnr", "PSNR"), ("ms_ssim_db", "MS-SSIM (dB)")):
         if bd.get(measure):
-            parts += [f"## BD-rate on {title} ({bd.get('method', 'pchip')}; row vs column, negative = row saves bits)",
-                      "", _md_table(*bd_table(bd[measure])), ""]
-    parts += ["## Plots", "", "![bpp vs PSNR](plots/rd-psnr.png)", "![bpp vs MS-SSIM](plots/rd-msssim.png)",
-              "![bpp vs HF ratio](plots/rd-hf-ratio.png)", "![bpp vs KID](plots/rd-kid.png)", "",
-              "(made by `gancodec plot OUT_DIR`)", "", "## Measures", ""]
+            parts += [
+                f"## BD-rate on {title} ({bd.get('method', 'pchip')}; row vs column, "
+                "negative = row saves bits)",
+                "",
+                _md_table(*bd_table(bd[measure])),
+                "",
+            ]
+    parts += [
+        "## Plots",
+        "",
+        "![bpp vs PSNR](plots/rd-psnr.png)",
+        "![bpp vs MS-SSIM](plots/rd-msssim.png)",
+        "![bpp vs HF ratio](plots/rd-hf-ratio.png)",
+        "![bpp vs KID](plots/rd-kid.png)",
+        "",
+        "(made by `gancodec plot OUT_DIR`)",
+        "",
+        "## Measures",
+        "",
+    ]
     parts += [f"- **{name}** — {text}" for name, text in MEASURES_DOC]
     if summary.get("errors"):
-        parts += ["", "## Errors", ""] + [f"- {e['codecs']} {e['setting']} {e['image']}: {e['error']}"
-                                          for e in summary["errors"]]
+        parts += ["", "## Errors", ""] + [
+            f"- {e['codecs']} {e['setting']} {e['image']}: {e['error']}" for e in summary["errors"]
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -215,39 +293,60 @@ def build_report(
     plots = [p for p in plot_rd(summary, out_dir / "plots", reference, max_bpp) if p.suffix == ".png"]
     run = summary.get("run", {})
     title = f"gancodec benchmark — {summary.get('dataset', '')}"
-    body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p>{len(summary.get('images', []))} images from <code>{html.escape(summary.get('data', ''))}</code>; "
-            f"{run.get('seconds', '?')} s with {run.get('jobs', '?')} job(s) × {run.get('threads', '?')} thread(s).</p>"]
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{len(summary.get('images', []))} images from "
+        f"<code>{html.escape(summary.get('data', ''))}</code>; {run.get('seconds', '?')} s with "
+        f"{run.get('jobs', '?')} job(s) × {run.get('threads', '?')} thread(s).</p>",
+    ]
     if run.get("command"):
         body.append(f"<pre>{html.escape(run['command'])}</pre>")
     if summary.get("skipped"):
-        body.append("<h2>Skipped codecs</h2><ul>" + "".join(
-            f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in summary["skipped"].items()) + "</ul>")
+        body.append(
+            "<h2>Skipped codecs</h2><ul>"
+            + "".join(
+                f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in summary["skipped"].items()
+            )
+            + "</ul>"
+        )
     if not summary.get("complete", True):
-        body.append('<p class="note">This run is incomplete: rows marked "incomplete" are left out of '
-                    "curves and BD-rates. Rerun the same bench command to finish it.</p>")
+        body.append(
+            '<p class="note">This run is incomplete: rows marked "incomplete" are left out of '
+            "curves and BD-rates. Rerun the same bench command to finish it.</p>"
+        )
     body += ["<h2>Codecs</h2>", _html_table(*codec_table(summary))]
     body.append("<h2>Rate–quality curves</h2>")
     if reference:
-        body.append('<p class="note">Grey dashed lines are <b>published figures</b> from '
-                    f"<code>{html.escape(str(reference_dir))}</code> (other software versions, other "
-                    "machines), drawn for context only.</p>")
+        body.append(
+            '<p class="note">Grey dashed lines are <b>published figures</b> from '
+            f"<code>{html.escape(str(reference_dir))}</code> (other software versions, other "
+            "machines), drawn for context only.</p>"
+        )
     body.append('<div class="plots">' + "".join(_img(p, p.stem) for p in plots) + "</div>")
     bd = summary.get("bd_rate", {})
     for measure, name in (("psnr", "PSNR"), ("ms_ssim_db", "MS-SSIM (dB)")):
         if bd.get(measure):
-            body += [f"<h2>BD-rate on {name}</h2>",
-                     f'<p class="note">Row codec against column codec ({html.escape(bd.get("method", "pchip"))}); '
-                     "negative = the row codec needs fewer bits for the same quality.</p>",
-                     _html_table(*bd_table(bd[measure]), colour_pct=True)]
+            body += [
+                f"<h2>BD-rate on {name}</h2>",
+                f'<p class="note">Row codec against column codec ({html.escape(bd.get("method", "pchip"))}); '
+                "negative = the row codec needs fewer bits for the same quality.</p>",
+                _html_table(*bd_table(bd[measure]), colour_pct=True),
+            ]
     if reference:
         for measure, table in reference_bd_tables(summary, reference, bd.get("method", "pchip")).items():
             name = "PSNR" if measure == "psnr" else "MS-SSIM (dB)"
-            body += [f"<h2>BD-rate on {name} against published curves</h2>",
-                     '<p class="note">Our measurements (rows) against published numbers (columns); '
-                     "only indicative, since the published figures come from other setups.</p>",
-                     _html_table(*bd_table(table), colour_pct=True)]
-    grid_files = [Path(g) for g in grids] + sorted((out_dir / "grids").glob("*.png"))
+            body += [
+                f"<h2>BD-rate on {name} against published curves</h2>",
+                '<p class="note">Our measurements (rows) against published numbers (columns); '
+                "only indicative, since the published figures come from other setups.</p>",
+                _html_table(*bd_table(table), colour_pct=True),
+            ]
+    grid_files: list[Path] = []
+    for g in [Path(g) for g in grids] + sorted((out_dir / "grids").glob("*.png")):
+        if not g.is_file():
+            raise UserError(f"comparison grid not found: {g}")
+        if g.resolve() not in {f.resolve() for f in grid_files}:
+            grid_files.append(g)
     if grid_files:
         body.append("<h2>Matched-size comparisons</h2>")
         for g in grid_files:
@@ -256,17 +355,29 @@ def build_report(
             if sidecar.is_file():
                 try:
                     info = json.loads(sidecar.read_text(encoding="utf-8"))
-                    caption = f"{Path(info['image']).name} at ≤ {info['target_bytes']:,} bytes ({info['target_bpp']} bpp)"
+                    caption = (
+                        f"{Path(info['image']).name} at ≤ {info['target_bytes']:,} bytes "
+                        f"({info['target_bpp']} bpp)"
+                    )
                 except (ValueError, KeyError):
                     pass
             body += [f"<h3>{html.escape(caption)}</h3>", _img(g, caption)]
-    body += ["<h2>Mean results per setting</h2>", _html_table(*results_table(summary)),
-             "<h2>What the measures mean</h2><ul>"
-             + "".join(f"<li><b>{html.escape(n)}</b> — {html.escape(t)}</li>" for n, t in MEASURES_DOC) + "</ul>"]
+    body += [
+        "<h2>Mean results per setting</h2>",
+        _html_table(*results_table(summary)),
+        "<h2>What the measures mean</h2><ul>"
+        + "".join(f"<li><b>{html.escape(n)}</b> — {html.escape(t)}</li>" for n, t in MEASURES_DOC)
+        + "</ul>",
+    ]
     if summary.get("errors"):
-        body.append("<h2>Errors</h2><ul>" + "".join(
-            f"<li>{html.escape(str(e))}</li>" for e in summary["errors"]) + "</ul>")
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+        body.append(
+            "<h2>Errors</h2><ul>"
+            + "".join(f"<li>{html.escape(str(e))}</li>" for e in summary["errors"])
+            + "</ul>"
+        )
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
     write_text(output, page)
     return output

@@ -31,15 +31,42 @@ PER_IMAGE_CSV = "per_image.csv"
 
 # columns of per_image.csv, in order; optional measures are appended when present
 RECORD_COLUMNS = [
-    "codec", "setting", "image", "width", "height", "bytes", "bpp", "psnr", "ms_ssim",
-    "hf_ratio", "kid", "encode_s", "decode_s", "peak_rss_mb", "codec_id", "image_sha",
+    "codec",
+    "setting",
+    "image",
+    "width",
+    "height",
+    "bytes",
+    "bpp",
+    "psnr",
+    "ms_ssim",
+    "hf_ratio",
+    "kid",
+    "encode_s",
+    "decode_s",
+    "peak_rss_mb",
+    "codec_id",
+    "image_sha",
 ]
 OPTIONAL_MEASURES = ["lpips"]
 # means in the summary; "ms_ssim_db" is derived from the mean MS-SSIM like CompressAI does
 SUMMARY_MEASURES = ["bpp", "bytes", "psnr", "ms_ssim", "hf_ratio", "kid", "lpips", "encode_s", "decode_s"]
 SUMMARY_COLUMNS = [
-    "codec", "setting", "n", "bpp", "bytes", "psnr", "ms_ssim", "ms_ssim_db", "hf_ratio", "kid", "lpips",
-    "encode_s", "decode_s", "peak_rss_mb", "lossless_images",
+    "codec",
+    "setting",
+    "n",
+    "bpp",
+    "bytes",
+    "psnr",
+    "ms_ssim",
+    "ms_ssim_db",
+    "hf_ratio",
+    "kid",
+    "lpips",
+    "encode_s",
+    "decode_s",
+    "peak_rss_mb",
+    "lossless_images",
 ]
 
 
@@ -126,7 +153,12 @@ def summarise(records: Sequence[dict], codec_order: Sequence[str], n_images: int
     order = {name: i for i, name in enumerate(codec_order)}
     rows = []
     for (codec, _), recs in sorted(groups.items(), key=lambda kv: (order.get(kv[0][0], 99), float(kv[0][1]))):
-        row: dict = {"codec": codec, "setting": recs[0]["setting"], "n": len(recs), "complete": len(recs) >= n_images}
+        row: dict = {
+            "codec": codec,
+            "setting": recs[0]["setting"],
+            "n": len(recs),
+            "complete": len(recs) >= n_images,
+        }
         for m in SUMMARY_MEASURES:
             row[m] = clean_number(_mean([r.get(m) for r in recs]))
         row["ms_ssim_db"] = clean_number(ms_ssim_db(row["ms_ssim"]) if row["ms_ssim"] is not None else None)

@@ -11,6 +11,7 @@ from ..errors import UserError
 from ..models.codec import CodecConfig, HiFiCLite
 from .codec_task import CodecGANTask, CodecRDTask
 from .data import RandomCrops
+from .enhance_task import EnhanceConfig, EnhanceTask
 from .trainer import TrainConfig, Trainer, init_distributed, is_main_process
 
 
@@ -34,6 +35,16 @@ def load_codec_checkpoint(path: Path, ema: bool = True) -> HiFiCLite:
     return model
 
 
+def _fit(task, args, rank: int, metadata: dict) -> None:
+    """The part every ``gancodec train`` shares: data stream, trainer, run."""
+    data = RandomCrops(args.data, crop=args.crop, batch_size=args.batch_size, seed=args.seed + rank)
+    Trainer(task, data, TrainConfig(
+        steps=args.steps, out_dir=Path(args.out), checkpoint_every=args.checkpoint_every,
+        sample_every=args.sample_every, resume=args.resume, progress=not args.no_progress,
+        lr_decay_at=args.lr_decay_at,
+    ), metadata=metadata).fit()
+
+
 def train_codec(args) -> Path:
     rank, _ = init_distributed()
     torch.manual_seed(args.seed + rank)
@@ -55,17 +66,39 @@ def train_codec(args) -> Path:
             model.add_gan_decoder()
         config = model.config
         task = CodecGANTask(model, lr=args.lr, beta=args.beta, gan_loss=args.gan_loss, r1_weight=args.r1)
-    data = RandomCrops(args.data, crop=args.crop, batch_size=args.batch_size, seed=args.seed + rank)
-    trainer = Trainer(task, data, TrainConfig(
-        steps=args.steps, out_dir=out, checkpoint_every=args.checkpoint_every,
-        sample_every=args.sample_every, resume=args.resume, progress=not args.no_progress,
-        lr_decay_at=args.lr_decay_at,
-    ), metadata={"config": config.to_dict(), "stage": args.stage})
-    trainer.fit()
+    _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec"})
     if is_main_process():
         (out / "run.json").write_text(json.dumps({
             "stage": args.stage, "steps": args.steps, "data": [str(d) for d in args.data],
             "batch_size": args.batch_size, "crop": args.crop, "lr": args.lr,
             "config": config.to_dict(),
         }, indent=2))
+    return out
+
+
+def train_enhance(args) -> Path:
+    """``gancodec train restore|sr``: fidelity stage, then gan stage from ``--init``."""
+    rank, _ = init_distributed()
+    torch.manual_seed(args.seed + rank)
+    out = Path(args.out)
+    resuming = args.resume and (out / "checkpoint.pt").exists()
+    if args.stage == "gan" and args.init is None and not resuming:
+        raise UserError("--stage gan needs --init FIDELITY_RUN_DIR")
+    generator = None
+    if args.init:
+        ckpt = Path(args.init) / "checkpoint.pt" if Path(args.init).is_dir() else Path(args.init)
+        if not ckpt.exists():
+            raise UserError(f"no checkpoint at {ckpt}")
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        config = EnhanceConfig.from_dict(state["config"])
+        generator = config.build()
+        generator.load_state_dict(state.get("ema") or state["nets"]["generator"])
+    else:
+        kind = "sr" if args.what == "sr" else "restore"
+        if kind == "sr" and args.scale not in (2, 4):
+            raise UserError("--scale must be 2 or 4")
+        config = EnhanceConfig(kind=kind, scale=args.scale if kind == "sr" else 1, width=args.width,
+                               blocks=args.blocks)
+    task = EnhanceTask(config, generator, stage=args.stage, lr=args.lr, beta=args.beta, seed=args.seed + rank)
+    _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": config.kind})
     return out

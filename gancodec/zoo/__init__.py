@@ -22,13 +22,20 @@ def _search_path() -> list[Path]:
     return ([Path(extra)] if extra else []) + [PACKAGE_WEIGHTS]
 
 
+WEIGHT_FILES = ("model.safetensors", "fidelity.safetensors")  # codec, restoration / SR
+
+
+def _is_model(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any((folder / f).is_file() for f in WEIGHT_FILES)
+
+
 def model_folder(name: str) -> Path:
-    """The folder of a model: a name from the zoo, or a path to a folder with model.safetensors."""
+    """The folder of a model: a name from the zoo, or a path to an exported model folder."""
     direct = Path(name)
-    if (direct / "model.safetensors").is_file():
+    if _is_model(direct):
         return direct
     for root in _search_path():
-        if (root / name / "model.safetensors").is_file():
+        if _is_model(root / name):
             return root / name
     raise UserError(f"unknown model {name!r}; available: {', '.join(available_models()) or 'none'}")
 
@@ -37,7 +44,7 @@ def available_models() -> list[str]:
     names: set[str] = set()
     for root in _search_path():
         if root.is_dir():
-            names.update(p.parent.name for p in root.glob("*/model.safetensors"))
+            names.update(p.name for p in root.iterdir() if _is_model(p))
     return sorted(names)
 
 
@@ -51,4 +58,22 @@ def _load_codec(folder: str):
 
 def load_model(name: str = DEFAULT_CODEC):
     """Load (once per process) a codec from the zoo or from a folder."""
-    return _load_codec(str(model_folder(name).resolve()))
+    folder = model_folder(name)
+    if not (folder / "model.safetensors").is_file():
+        raise UserError(f"{name} is not a codec model")
+    return _load_codec(str(folder.resolve()))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_enhancer(folder: str):
+    from ..enhance import Enhancer
+
+    return Enhancer(Path(folder))
+
+
+def load_enhancer(name: str):
+    """Load a restoration or super-resolution model from the zoo or from a folder."""
+    folder = model_folder(name)
+    if not (folder / "fidelity.safetensors").is_file():
+        raise UserError(f"{name} is not a restoration or super-resolution model")
+    return _load_enhancer(str(folder.resolve()))

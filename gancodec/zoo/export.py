@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from ..bitstream import FORMAT_VERSION
 from ..entropy.coder import TableSet
 from ..entropy.gaussian import gaussian_pmf_tables, scale_table, scale_thresholds
+from ..errors import UserError
 from ..imageio import atomic_output, atomic_path
 from ..models.codec import HiFiCLite
 from ..models.integer import ACT_BITS, WEIGHT_BITS, quantize_hyper_synthesis
@@ -23,6 +24,20 @@ from ..training.run import load_codec_checkpoint
 
 Z_RADIUS = 40
 FLOAT_PREFIXES = ("g_a.", "g_s.", "g_s_gan.", "h_a.")
+
+
+def export_run(run: Path, out: Path, name: str | None = None, ema: bool = True) -> Path:
+    """Export any training run (codec, restoration or super-resolution) into a model folder."""
+    ckpt = run / "checkpoint.pt" if run.is_dir() else run
+    if not ckpt.is_file():
+        raise UserError(f"no checkpoint at {ckpt}")
+    kind = torch.load(ckpt, map_location="cpu", weights_only=False).get("kind", "codec")
+    name = name or out.name
+    if kind == "codec":
+        return export_codec(run, out, name, ema=ema)
+    from ..enhance import export_enhance
+
+    return export_enhance(run, out, name)
 
 
 def export_codec(run: Path, out: Path, name: str = "hific-lite", ema: bool = True) -> Path:
