@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
+from .evaluation.cli import add_subcommands as add_evaluation_commands
 
 
 def _add_train(sub) -> None:
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gancodec", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_codec(sub)
+    add_evaluation_commands(sub)
     _add_enhance(sub)
     _add_train(sub)
     return parser
@@ -220,6 +222,8 @@ def _run(args) -> int:
 
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
+    if getattr(args, "handler", None):
+        return args.handler(args)
     if args.command == "compress":
         return _compress(args)
     if args.command == "decompress":
