@@ -198,6 +198,18 @@ class Trainer:
         )
         running: dict[str, float] = {}
         start = time.time()
+        try:
+            self._loop(bar, running, start, main)
+        except KeyboardInterrupt:
+            self.save()  # Ctrl-C keeps the work done so far; --resume continues from here
+            raise
+        bar.close()
+        result = dict(self.nets)
+        if self.ema:
+            result[self.task.ema_network] = self.ema.shadow
+        return result
+
+    def _loop(self, bar, running: dict[str, float], start: float, main: bool) -> None:
         while self.step < self.cfg.steps:
             self._set_lr()
             batch = next(self.data)
@@ -222,8 +234,3 @@ class Trainer:
                 self._write_samples()
             if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
                 self.save()
-        bar.close()
-        result = dict(self.nets)
-        if self.ema:
-            result[self.task.ema_network] = self.ema.shadow
-        return result
