@@ -27,22 +27,15 @@ def bundled_image() -> np.ndarray:
 
 
 def jpeg_at_bytes(rgb: np.ndarray, target: int) -> tuple[bytes, int]:
-    """The largest-quality Pillow JPEG that is not bigger than ``target`` bytes (or quality 1)."""
-    best = None
-    lo, hi = 1, 95
-    while lo <= hi:
-        q = (lo + hi) // 2
-        buf = io.BytesIO()
-        Image.fromarray(rgb).save(buf, format="JPEG", quality=q)
-        if buf.tell() <= target:
-            best, lo = (buf.getvalue(), q), q + 1
-        else:
-            hi = q - 1
-    if best is None:
-        buf = io.BytesIO()
-        Image.fromarray(rgb).save(buf, format="JPEG", quality=1)
-        best = (buf.getvalue(), 1)
-    return best
+    """The largest-quality Pillow JPEG not bigger than ``target`` bytes (or the smallest one).
+
+    Uses the evaluation harness's matched-size search, so the demo and ``gancodec compare``
+    pick JPEG settings the same way."""
+    from .evaluation.codecs import make_codec
+    from .evaluation.compare import match_size
+
+    quality, data, _, _ = match_size(make_codec("jpeg"), rgb, target)
+    return data, int(quality)
 
 
 def _decode_jpeg(data: bytes) -> np.ndarray:
