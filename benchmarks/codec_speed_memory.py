@@ -3,7 +3,9 @@
 
     python benchmarks/codec_speed_memory.py [--image ../shared/data/kodak/kodim01.png] [--threads 2]
 
-Prints JSON lines; BENCHMARKS.md quotes them.
+Decode is timed with the default bit-exact fixed-point synthesis (``decode_s``) and with the
+float32 one (``decompress(..., exact=False)``, ``decode_float32_s``). Prints JSON lines;
+BENCHMARKS.md quotes them.
 """
 
 from __future__ import annotations
@@ -23,15 +25,16 @@ SPEED = textwrap.dedent("""
     codec = gancodec.load_model()
     codec.decompress(codec.compress(img, quality=3))  # warm-up: first-call allocations
     for q in (1, 3, 6):
-        enc, dec, dec_gan = [], [], []
+        enc, dec, dec_fast, dec_gan = [], [], [], []
         for _ in range(3):
             t = time.perf_counter(); d = codec.compress(img, quality=q); enc.append(time.perf_counter() - t)
             t = time.perf_counter(); codec.decompress(d); dec.append(time.perf_counter() - t)
+            t = time.perf_counter(); codec.decompress(d, exact=False); dec_fast.append(time.perf_counter() - t)
             if "gan" in codec.decoders:
                 t = time.perf_counter(); codec.decompress(d, decoder="gan"); dec_gan.append(time.perf_counter() - t)
         print(json.dumps({"image": sys.argv[1], "size": list(img.shape[:2]), "threads": int(sys.argv[2]),
                           "quality": q, "bytes": len(d), "encode_s": round(min(enc), 3),
-                          "decode_s": round(min(dec), 3),
+                          "decode_s": round(min(dec), 3), "decode_float32_s": round(min(dec_fast), 3),
                           "decode_gan_s": round(min(dec_gan), 3) if dec_gan else None}))
 """)
 
@@ -59,10 +62,13 @@ def main() -> None:
     p.add_argument("--image", default="../shared/data/kodak/kodim01.png", help="'-' for the bundled image")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--large", default="3000x4000", help="HxW of the memory test image")
+    p.add_argument("--only", choices=["speed", "memory"], help="run one of the two measurements")
     args = p.parse_args()
-    subprocess.run([sys.executable, "-c", SPEED, args.image, str(args.threads)], check=True)
-    h, w = args.large.split("x")
-    subprocess.run([sys.executable, "-c", MEMORY, h, w, str(args.threads)], check=True)
+    if args.only != "memory":
+        subprocess.run([sys.executable, "-c", SPEED, args.image, str(args.threads)], check=True)
+    if args.only != "speed":
+        h, w = args.large.split("x")
+        subprocess.run([sys.executable, "-c", MEMORY, h, w, str(args.threads)], check=True)
 
 
 if __name__ == "__main__":

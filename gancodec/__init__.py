@@ -44,6 +44,8 @@ def compress(
     return _model(model).compress(image, quality=quality, target_bpp=target_bpp)
 
 
-def decompress(data: bytes, *, decoder: str = "mse", model=None) -> np.ndarray:
-    """Decode ``.gcz`` bytes to a uint8 array; ``decoder`` is ``"mse"`` (fidelity) or ``"gan"``."""
-    return _model(model).decompress(data, decoder=decoder)
+def decompress(data: bytes, *, decoder: str = "mse", model=None, exact: bool = True) -> np.ndarray:
+    """Decode ``.gcz`` bytes to a uint8 array; ``decoder`` is ``"mse"`` (fidelity) or ``"gan"``.
+    ``exact=False`` uses the float32 synthesis: faster, but pixels may differ in the last bit
+    between machines and thread counts (the fixed-point default is identical everywhere)."""
+    return _model(model).decompress(data, decoder=decoder, exact=exact)

@@ -35,6 +35,8 @@ def _add_train(sub) -> None:
     c.add_argument("--latent-channels", type=int, default=160)
     c.add_argument("--hyper-channels", type=int, default=128)
     c.add_argument("--res-blocks", type=int, default=3)
+    c.add_argument("--lambdas", type=float, nargs="+", default=None,
+                   help="rate-distortion weight of each quality level, ascending (default: the model's)")
     c.add_argument("--beta", type=float, default=0.3, help="gan stage: adversarial weight")
     c.add_argument("--gan-loss", default="ns", choices=["ns", "hinge", "lsgan", "rsgan", "ragan"])
     c.add_argument("--r1", type=float, default=0.0, help="gan stage: R1 penalty weight")
@@ -87,6 +89,8 @@ def _add_codec(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output image (.png recommended)")
     p.add_argument("--decoder", choices=["mse", "gan"], default="mse",
                    help="mse: highest fidelity; gan: realistic texture (same file)")
+    p.add_argument("--fast", action="store_true",
+                   help="float32 synthesis: faster, but pixels may differ in the last bit between machines")
     p.add_argument("--model", default=None)
     p.add_argument("--threads", type=int, default=0)
 
@@ -188,7 +192,7 @@ def _decompress(args) -> int:
 
     data = _read_input(args.input)
     model = gancodec.load_model(args.model or _info_dict(data)["model"])
-    save_image(args.output, model.decompress(data, decoder=args.decoder))
+    save_image(args.output, model.decompress(data, decoder=args.decoder, exact=not args.fast))
     return 0
 
 

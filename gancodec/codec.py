@@ -2,9 +2,10 @@
 
 Compression and decompression share one deterministic path for everything that decides the
 bitstream: integer ẑ, the integer hyper-synthesis (:mod:`gancodec.models.integer`), scale
-indices and frozen probability tables (:mod:`gancodec.entropy.coder`). Only the analysis
-(encoder side) and the synthesis (pixels) run in float32, tiled with overlap so memory stays
-bounded on large images.
+indices and frozen probability tables (:mod:`gancodec.entropy.coder`). The synthesis runs in
+fixed point too (:class:`~gancodec.models.integer.ExactSynthesis`), so decoded pixels are
+identical everywhere; only the analysis (encoder side) runs in float32. Both are tiled with
+overlap so memory stays bounded on large images.
 
 Colour handling: RGB is coded as is; greyscale is coded through the RGB model and decoded back
 to one channel; an alpha channel is stored losslessly (PNG/deflate) in its own stream.
@@ -30,7 +31,7 @@ from .entropy.coder import TableSet
 from .errors import ModelMismatchError, UserError
 from .imageio import has_alpha, is_greyscale, open_image, to_rgb_array
 from .models.codec import CodecConfig, HiFiCLite
-from .models.integer import IntegerHyperSynthesis
+from .models.integer import ExactSynthesis, IntegerHyperSynthesis
 from .tiling import run_tiled
 
 PAD_MULTIPLE = 64  # stride of z
@@ -108,6 +109,7 @@ class Codec:
         self.y_tables = TableSet.from_padded(tensors["tables.y.pmf"].numpy(), tensors["tables.y.radius"].numpy())
         self.log_gain = tensors["log_gain"].double().numpy()
         self.log_inv_gain = tensors["log_inv_gain"].double().numpy()
+        self._exact: dict[str, ExactSynthesis] = {}
 
     # -- facts -----------------------------------------------------------------------------------
     @property
@@ -238,20 +240,28 @@ class Codec:
         means, indices = self.hyper(torch.from_numpy(z_int).double())
         symbols = coder.decode(y_stream, y_esc, indices.numpy(), self.y_tables)
         _, inv_gain = self._gains(h.quality_milli)
-        return ((torch.from_numpy(symbols).double() + means) * inv_gain).float()
+        # Exact in float64: integers plus dyadic means, times a dyadic gain.
+        return (torch.from_numpy(symbols).double() + means) * inv_gain
 
     @torch.no_grad()
-    def synthesise(self, y_hat: torch.Tensor, decoder: str = "mse") -> torch.Tensor:
+    def synthesise(self, y_hat: torch.Tensor, decoder: str = "mse", exact: bool = True) -> torch.Tensor:
+        """Pixels in [0, 1] (before clamping) from the latent. ``exact`` runs the fixed-point
+        synthesis, identical on every machine and thread count; ``exact=False`` runs the float32
+        network, faster but with last-bit differences between platforms."""
         if decoder not in self.decoders:
             raise UserError(f"decoder must be one of {', '.join(self.decoders)}, got {decoder!r}")
-        net = self.net.synthesis(decoder)
-        return run_tiled(net, y_hat, 16, self.tile, self.synthesis_margin)
+        if not exact:
+            return run_tiled(self.net.synthesis(decoder), y_hat.float(), 16, self.tile, self.synthesis_margin)
+        if decoder not in self._exact:
+            self._exact[decoder] = ExactSynthesis(self.net.synthesis(decoder))
+        return run_tiled(self._exact[decoder], y_hat.double(), 16, self.tile, self.synthesis_margin)
 
-    def decompress(self, data: bytes, decoder: str = "mse") -> np.ndarray:
-        """Decode to a uint8 array: (H, W, 3) RGB, (H, W) grey, (H, W, 4) RGBA or (H, W, 2) LA."""
+    def decompress(self, data: bytes, decoder: str = "mse", exact: bool = True) -> np.ndarray:
+        """Decode to a uint8 array: (H, W, 3) RGB, (H, W) grey, (H, W, 4) RGBA or (H, W, 2) LA.
+        ``exact=False`` trades bit-exact pixels for a faster float32 synthesis."""
         container = Container.from_bytes(data)
         h = container.header
-        x_hat = self.synthesise(self.decode_latent(container), decoder)[0, :, : h.height, : h.width]
+        x_hat = self.synthesise(self.decode_latent(container), decoder, exact)[0, :, : h.height, : h.width]
         rgb = torch.round(x_hat.clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
         if h.mode.is_grey:
             out = np.round(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)[..., None]

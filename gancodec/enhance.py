@@ -69,7 +69,7 @@ class Enhancer:
         self.set_realism(realism)
         if min(rgb.shape[:2]) < 2:
             raise UserError(f"image is {rgb.shape[1]}×{rgb.shape[0]}: at least 2×2 pixels are needed")
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255)
+        x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div_(255)
         if self.kind == "restore":
             if task not in TASKS:
                 raise UserError(f"task must be one of {', '.join(TASKS)}, got {task!r}")

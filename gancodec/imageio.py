@@ -73,11 +73,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except OSError as exc:
         raise UserError(f"cannot write to {parent}: {exc.strerror}") from None
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs should look like any file
     try:
         yield Path(tmp)
+        # mkstemp makes 0600 (and some writers recreate the file): set the usual mode last.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

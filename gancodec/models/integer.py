@@ -1,4 +1,4 @@
-"""Exact integer evaluation of the hyper-synthesis, so every machine picks the same tables.
+"""Exact integer evaluation of the decoder: every machine picks the same tables and pixels.
 
 Learned codecs break when the decoder's hyperprior computes a scale that differs by one float
 ulp from the encoder's and lands on a different probability table (CompressAI #279, #309).
@@ -14,6 +14,13 @@ Following Ballé et al., "Integer Networks for Data Compression with Latent-Vari
 
 The outputs are the Gaussian means as exact dyadic rationals and the scale *indices*, found by
 comparing the integer scale accumulator against precomputed integer-domain thresholds.
+
+:class:`ExactSynthesis` applies the same idea to the synthesis transform (the image itself), so
+decoded pixels, not only the latent, are identical under any thread count or CPU. Besides
+convolutions it needs LeakyReLU and inverse GDN; both become element-wise IEEE operations
+(multiply, square root) followed by re-quantisation, and IEEE guarantees those correctly rounded
+everywhere. Activations are clamped before every convolution to a bound derived from the layer's
+weights, so no accumulator can leave the exact float64 range whatever the input.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..layers import GDN, ResidualBlock
 
 WEIGHT_BITS = 14
 ACT_BITS = 10
@@ -76,3 +85,104 @@ class IntegerHyperSynthesis:
         means = means_acc / self.out_scale  # exact: division by a power of two
         indices = torch.bucketize(scale_acc.contiguous(), self.thresholds, right=True)
         return means, indices
+
+
+SYNTH_WEIGHT_BITS = 16  # fractional bits of the synthesis weights
+SYNTH_ACT_BITS = 12  # fractional bits of the synthesis activations (grid 1/4096, far below 1/255)
+
+
+def _fixed(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Round-half-up to a grid of 2^-bits, returned as an integer-valued float64 tensor."""
+    return torch.floor(x.double() * 2.0**bits + 0.5)
+
+
+class _FixedConv:
+    """A Conv2d / ConvTranspose2d on integer activations with SYNTH_ACT_BITS fractional bits."""
+
+    def __init__(self, layer: nn.Conv2d | nn.ConvTranspose2d):
+        self.transposed = isinstance(layer, nn.ConvTranspose2d)
+        self.stride, self.padding = layer.stride, layer.padding
+        self.output_padding = getattr(layer, "output_padding", 0)
+        self.weight = _fixed(layer.weight.detach(), SYNTH_WEIGHT_BITS)
+        bias = layer.bias.detach() if layer.bias is not None else torch.zeros(layer.out_channels)
+        self.bias = _fixed(bias, SYNTH_WEIGHT_BITS + SYNTH_ACT_BITS)
+        # Largest |input| for which every output sum is provably below 2^52.
+        l1 = self.weight.abs().sum(dim=(0, 2, 3) if self.transposed else (1, 2, 3)).max().item()
+        self.limit = float(max(1.0, (EXACT_LIMIT - self.bias.abs().max().item()) // max(l1, 1.0)))
+
+    def accumulate(self, a: torch.Tensor) -> torch.Tensor:
+        """The integer accumulator, with SYNTH_WEIGHT_BITS + SYNTH_ACT_BITS fractional bits."""
+        a = a.clamp(-self.limit, self.limit)
+        if self.transposed:
+            return F.conv_transpose2d(a, self.weight, self.bias, self.stride, self.padding, self.output_padding)
+        return F.conv2d(a, self.weight, self.bias, self.stride, self.padding)
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.floor(self.accumulate(a) / 2.0**SYNTH_WEIGHT_BITS + 0.5)
+
+
+class _FixedIGDN:
+    """Inverse GDN, y = x · sqrt(β + Γ x²), on fixed-point activations."""
+
+    def __init__(self, gdn: GDN):
+        if not gdn.inverse:
+            raise ValueError("only the synthesis side's inverse GDN is supported")
+        ped = gdn._pedestal
+        beta = gdn.beta.detach().double().clamp_min(gdn._beta_bound) ** 2 - ped
+        gamma = gdn.gamma.detach().double().clamp_min(gdn._gamma_bound) ** 2 - ped
+        conv = nn.Conv2d(len(beta), len(beta), 1)
+        conv.weight.data = gamma.view(len(beta), len(beta), 1, 1)
+        conv.bias.data = beta
+        self.norm = _FixedConv(conv)
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        a = a.clamp(-(2.0**26), 2.0**26)  # a² stays exact
+        squares = torch.floor(a * a / 2.0**SYNTH_ACT_BITS + 0.5)
+        norm = self.norm.accumulate(squares) / 2.0 ** (SYNTH_WEIGHT_BITS + SYNTH_ACT_BITS)
+        return torch.floor(a * torch.sqrt(norm) + 0.5)
+
+
+class _FixedLeakyReLU:
+    def __init__(self, slope: float):
+        self.slope = float(slope)
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.where(a >= 0, a, torch.floor(a * self.slope + 0.5))
+
+
+class _FixedResidual:
+    def __init__(self, block: ResidualBlock):
+        self.act = _FixedLeakyReLU(block.act.negative_slope)
+        self.conv1, self.conv2 = _FixedConv(block.conv1), _FixedConv(block.conv2)
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        return a + self.conv2(self.act(self.conv1(self.act(a))))
+
+
+class ExactSynthesis:
+    """Bit-exact fixed-point twin of a float synthesis transform (Conv / ConvTranspose /
+    residual blocks / inverse GDN). Built from the float weights at load time; its output
+    differs from the float network's by far less than one 8-bit step (see tests)."""
+
+    def __init__(self, net: nn.Module):
+        layers = net.net if hasattr(net, "net") else net
+        self.ops = []
+        for m in layers:
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                self.ops.append(_FixedConv(m))
+            elif isinstance(m, GDN):
+                self.ops.append(_FixedIGDN(m))
+            elif isinstance(m, ResidualBlock):
+                self.ops.append(_FixedResidual(m))
+            elif isinstance(m, nn.LeakyReLU):
+                self.ops.append(_FixedLeakyReLU(m.negative_slope))
+            else:
+                raise TypeError(f"no exact version of {type(m).__name__}")
+
+    @torch.no_grad()
+    def __call__(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """y_hat: the dequantised latent (float); returns float64 values on the 2^-12 grid."""
+        a = _fixed(y_hat, SYNTH_ACT_BITS)
+        for op in self.ops:
+            a = op(a)
+        return a / 2.0**SYNTH_ACT_BITS

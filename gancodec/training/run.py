@@ -52,6 +52,7 @@ def train_codec(args) -> Path:
     config = CodecConfig(
         channels=args.channels, latent_channels=args.latent_channels,
         hyper_channels=args.hyper_channels, res_blocks=args.res_blocks,
+        **({"lambdas": sorted(args.lambdas)} if getattr(args, "lambdas", None) else {}),
     )
     resuming = args.resume and (out / "checkpoint.pt").exists()
     if args.stage == "rd":

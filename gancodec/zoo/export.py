@@ -19,7 +19,13 @@ from ..entropy.gaussian import gaussian_pmf_tables, scale_table, scale_threshold
 from ..errors import UserError
 from ..imageio import atomic_output, atomic_path
 from ..models.codec import HiFiCLite
-from ..models.integer import ACT_BITS, WEIGHT_BITS, quantize_hyper_synthesis
+from ..models.integer import (
+    ACT_BITS,
+    SYNTH_ACT_BITS,
+    SYNTH_WEIGHT_BITS,
+    WEIGHT_BITS,
+    quantize_hyper_synthesis,
+)
 from ..training.run import load_codec_checkpoint
 
 Z_RADIUS = 40
@@ -77,6 +83,7 @@ def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite") -> Path:
         "codec_config": model.config.to_dict(),
         "decoders": ["mse", "gan"] if model.g_s_gan is not None else ["mse"],
         "integer_hyper_synthesis": {"weight_bits": WEIGHT_BITS, "activation_bits": ACT_BITS},
+        "fixed_point_synthesis": {"weight_bits": SYNTH_WEIGHT_BITS, "activation_bits": SYNTH_ACT_BITS},
         "parameters": int(sum(v.numel() for k, v in tensors.items() if not k.startswith("tables."))),
     }
     with atomic_output(out / "config.json", "w") as fh:
