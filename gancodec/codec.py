@@ -31,8 +31,8 @@ from .entropy.coder import TableSet
 from .errors import ModelMismatchError, UserError
 from .imageio import has_alpha, is_greyscale, open_image, to_rgb_array
 from .models.codec import CodecConfig, HiFiCLite
-from .models.integer import ExactSynthesis, IntegerHyperSynthesis
-from .tiling import run_tiled
+from .models.integer import ExactSynthesis, IntegerHyperSynthesis, upsampling_start
+from .tiling import run_tiled, run_tiled_two_stage
 
 PAD_MULTIPLE = 64  # stride of z
 Z_CLAMP = 2**15
@@ -83,7 +83,10 @@ class Codec:
 
     tile = 64  # latent units (1024 px) per tile side
     analysis_margin = 4  # latent units (64 px); the analysis receptive field is 61 px
-    synthesis_margin = 10  # latent units; covers the residual blocks + upsampling stages
+    # The synthesis runs as head (latent-resolution layers) and tail (upsampling) tiled apart:
+    # the tail's receptive field is about 2 latents, the head's 1 + 2 per residual block.
+    tail_tile = 24  # latent units; bounds the float64 tail's buffers to a few hundred MB
+    tail_margin = 3
 
     def __init__(self, name: str, folder: Path):
         self.name = name
@@ -250,11 +253,16 @@ class Codec:
         network, faster but with last-bit differences between platforms."""
         if decoder not in self.decoders:
             raise UserError(f"decoder must be one of {', '.join(self.decoders)}, got {decoder!r}")
-        if not exact:
-            return run_tiled(self.net.synthesis(decoder), y_hat.float(), 16, self.tile, self.synthesis_margin)
-        if decoder not in self._exact:
-            self._exact[decoder] = ExactSynthesis(self.net.synthesis(decoder))
-        return run_tiled(self._exact[decoder], y_hat.double(), 16, self.tile, self.synthesis_margin)
+        head_margin = 2 + 2 * self.config.res_blocks
+        if exact:
+            if decoder not in self._exact:
+                self._exact[decoder] = ExactSynthesis(self.net.synthesis(decoder))
+            head, tail, y_hat = self._exact[decoder].head, self._exact[decoder].tail, y_hat.double()
+        else:
+            layers = self.net.synthesis(decoder).net
+            split = upsampling_start(layers)
+            head, tail, y_hat = layers[:split], layers[split:], y_hat.float()
+        return run_tiled_two_stage(head, tail, y_hat, 16, self.tile, head_margin, self.tail_tile, self.tail_margin)
 
     def decompress(self, data: bytes, decoder: str = "mse", exact: bool = True) -> np.ndarray:
         """Decode to a uint8 array: (H, W, 3) RGB, (H, W) grey, (H, W, 4) RGBA or (H, W, 2) LA.

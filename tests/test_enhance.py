@@ -126,3 +126,29 @@ def test_enhance_ddp_free_smoke():
 
     assert RRDBNet(4, nf=8, blocks=1, gc=4)(torch.rand(1, 3, 5, 7)).shape == (1, 3, 20, 28)
     assert RestorationUNet(width=8)(torch.rand(1, 3, 5, 7), "jpeg").shape == (1, 3, 5, 7)
+
+
+def _shipped(name: str):
+    from gancodec.zoo import available_models, load_enhancer
+
+    if name not in available_models():
+        pytest.skip(f"shipped {name} weights are not in the package")
+    return load_enhancer(name)
+
+
+def test_shipped_restoration_removes_jpeg_artefacts(photo):
+    """Trained behaviour: at JPEG quality 10 both restoration models get closer to the original."""
+    model = _shipped("restore-lite")
+    jpeg = degradations.jpeg(photo, 10)
+    for realism in (0.0, 1.0) if "gan" in model.weights else (0.0,):
+        assert psnr(photo, model.run(jpeg, realism=realism, task="jpeg")) > psnr(photo, jpeg) + 0.3
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_shipped_super_resolution_beats_bicubic(photo, scale):
+    model = _shipped(f"sr-x{scale}-lite")
+    low = degradations.bicubic_down(photo, scale)
+    bicubic = np.asarray(Image.fromarray(low).resize(photo.shape[1::-1], Image.BICUBIC))
+    out = model.run(low)
+    assert out.shape == photo.shape
+    assert psnr(photo, out) > psnr(photo, bicubic) + 0.3

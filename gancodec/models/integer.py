@@ -162,7 +162,10 @@ class _FixedResidual:
 class ExactSynthesis:
     """Bit-exact fixed-point twin of a float synthesis transform (Conv / ConvTranspose /
     residual blocks / inverse GDN). Built from the float weights at load time; its output
-    differs from the float network's by far less than one 8-bit step (see tests)."""
+    differs from the float network's by far less than one 8-bit step (see tests).
+
+    ``head`` (the layers at latent resolution) and ``tail`` (the upsampling stages) can run
+    separately, so the decoder can tile the expensive tail finely with a small margin."""
 
     def __init__(self, net: nn.Module):
         layers = net.net if hasattr(net, "net") else net
@@ -178,11 +181,27 @@ class ExactSynthesis:
                 self.ops.append(_FixedLeakyReLU(m.negative_slope))
             else:
                 raise TypeError(f"no exact version of {type(m).__name__}")
+        self.split = upsampling_start(layers)
 
     @torch.no_grad()
-    def __call__(self, y_hat: torch.Tensor) -> torch.Tensor:
-        """y_hat: the dequantised latent (float); returns float64 values on the 2^-12 grid."""
+    def head(self, y_hat: torch.Tensor) -> torch.Tensor:
+        """Dequantised latent (float) -> integer activations at latent resolution."""
         a = _fixed(y_hat, SYNTH_ACT_BITS)
-        for op in self.ops:
+        for op in self.ops[: self.split]:
+            a = op(a)
+        return a
+
+    @torch.no_grad()
+    def tail(self, a: torch.Tensor) -> torch.Tensor:
+        """Integer activations -> pixels as float64 values on the 2^-12 grid."""
+        for op in self.ops[self.split :]:
             a = op(a)
         return a / 2.0**SYNTH_ACT_BITS
+
+    def __call__(self, y_hat: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.head(y_hat))
+
+
+def upsampling_start(layers: nn.Sequential) -> int:
+    """Index of the first transposed convolution: where the synthesis leaves latent resolution."""
+    return next(i for i, m in enumerate(layers) if isinstance(m, nn.ConvTranspose2d))
