@@ -6,6 +6,8 @@ Python API::
     data = gancodec.compress("photo.png", quality=3)      # bytes of a .gcz file
     rgb = gancodec.decompress(data, decoder="gan")        # uint8 array
     model = gancodec.load_model("hific-lite")             # the shipped codec
+    clean = gancodec.restore("photo.jpg", task="jpeg")    # artefact / noise removal
+    big = gancodec.upscale("small.png", scale=4, realism=0.5)
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CorruptFileError, ModelMismatchError, UserError
-from .zoo import available_models, load_model
+from .zoo import available_models, load_enhancer, load_model
 
 __version__ = "0.1.0"
 __all__ = [
-    "compress", "decompress", "load_model", "available_models",
+    "compress", "decompress", "restore", "upscale", "load_model", "load_enhancer", "available_models",
     "UserError", "CorruptFileError", "ModelMismatchError", "__version__",
 ]
 
@@ -49,3 +51,35 @@ def decompress(data: bytes, *, decoder: str = "mse", model=None, exact: bool = T
     ``exact=False`` uses the float32 synthesis: faster, but pixels may differ in the last bit
     between machines and thread counts (the fixed-point default is identical everywhere)."""
     return _model(model).decompress(data, decoder=decoder, exact=exact)
+
+
+def _rgb(image) -> np.ndarray:
+    from .imageio import open_image, to_rgb_array
+
+    if isinstance(image, (str, Path)):
+        return to_rgb_array(open_image(image))
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise UserError(f"image arrays must be uint8, got {image.dtype}")
+        return np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
+    return to_rgb_array(image)  # a PIL image
+
+
+def restore(image, task: str = "auto", *, strength: float = 1.0, realism: float = 0.0, model=None) -> np.ndarray:
+    """Remove JPEG artefacts (``task="jpeg"``), noise (``"denoise"``) or an unknown mix
+    (``"auto"``) from an image (path, PIL image or uint8 array); returns uint8 RGB.
+    ``realism`` blends the fidelity (0) and GAN (1) weights; ``strength`` scales the correction."""
+    enhancer = load_enhancer(model or "restore-lite") if model is None or isinstance(model, str) else model
+    if enhancer.kind != "restore":
+        raise UserError(f"model {enhancer.name} is not a restoration model")
+    return enhancer.run(_rgb(image), realism=realism, task=task, strength=strength)
+
+
+def upscale(image, scale: int = 4, *, realism: float = 0.0, model=None) -> np.ndarray:
+    """Super-resolve an image ×2 or ×4; returns uint8 RGB. ``realism`` as in :func:`restore`."""
+    if scale not in (2, 4):
+        raise UserError(f"scale {scale} is not supported (use 2 or 4)")
+    enhancer = load_enhancer(model or f"sr-x{scale}-lite") if model is None or isinstance(model, str) else model
+    if enhancer.kind != "sr" or enhancer.config.scale != scale:
+        raise UserError(f"model {enhancer.name} is not a ×{scale} super-resolution model")
+    return enhancer.run(_rgb(image), realism=realism)

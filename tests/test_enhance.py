@@ -152,3 +152,13 @@ def test_shipped_super_resolution_beats_bicubic(photo, scale):
     out = model.run(low)
     assert out.shape == photo.shape
     assert psnr(photo, out) > psnr(photo, bicubic) + 0.3
+
+
+def test_python_api(trained, photo):
+    import gancodec
+
+    out = gancodec.restore(photo[:40, :48], task="jpeg", model=str(trained["restore"]))
+    assert out.shape == (40, 48, 3) and out.dtype == np.uint8
+    assert gancodec.upscale(photo[:20, :24, 0], scale=2, model=str(trained["sr"])).shape == (40, 48, 3)
+    with pytest.raises(gancodec.UserError):
+        gancodec.upscale(photo, scale=3, model=str(trained["sr"]))
