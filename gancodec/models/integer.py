@@ -118,7 +118,7 @@ class _FixedConv:
         return F.conv2d(a, self.weight, self.bias, self.stride, self.padding)
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
-        return torch.floor(self.accumulate(a) / 2.0**SYNTH_WEIGHT_BITS + 0.5)
+        return self.accumulate(a).div_(2.0**SYNTH_WEIGHT_BITS).add_(0.5).floor_()
 
 
 class _FixedIGDN:
@@ -137,9 +137,9 @@ class _FixedIGDN:
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         a = a.clamp(-(2.0**26), 2.0**26)  # a² stays exact
-        squares = torch.floor(a * a / 2.0**SYNTH_ACT_BITS + 0.5)
-        norm = self.norm.accumulate(squares) / 2.0 ** (SYNTH_WEIGHT_BITS + SYNTH_ACT_BITS)
-        return torch.floor(a * torch.sqrt(norm) + 0.5)
+        squares = (a * a).div_(2.0**SYNTH_ACT_BITS).add_(0.5).floor_()
+        norm = self.norm.accumulate(squares).div_(2.0 ** (SYNTH_WEIGHT_BITS + SYNTH_ACT_BITS))
+        return norm.sqrt_().mul_(a).add_(0.5).floor_()
 
 
 class _FixedLeakyReLU:
