@@ -134,6 +134,11 @@ def test_exact_synthesis_matches_the_float_network(photo, shipped_codec):
         assert (exact * 2**12 == torch.round(exact * 2**12)).all()  # on the fixed-point grid
 
 
+def test_api_defaults_to_the_shipped_model(photo, shipped_codec):
+    data = gancodec.compress(photo[:64, :64], quality=1)
+    assert gancodec.decompress(data).shape == (64, 64, 3)
+
+
 def test_target_bpp_lands_within_ten_percent(photo, shipped_codec):
     codec = shipped_codec
     pixels = photo.shape[0] * photo.shape[1]

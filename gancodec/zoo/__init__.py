@@ -56,8 +56,9 @@ def _load_codec(folder: str):
     return Codec(path.name, path)
 
 
-def load_model(name: str = DEFAULT_CODEC):
-    """Load (once per process) a codec from the zoo or from a folder."""
+def load_model(name: str | None = DEFAULT_CODEC):
+    """Load (once per process) a codec from the zoo or from a folder (None: the default)."""
+    name = name or DEFAULT_CODEC
     folder = model_folder(name)
     if not (folder / "model.safetensors").is_file():
         raise UserError(f"{name} is not a codec model")
