@@ -301,10 +301,7 @@ def main() -> None:
         if not args.data:
             raise UserError(f"{args.mode} needs --data")
         for name in args.model:
-            model = load_enhancer(name)
-            want = "sr" if args.mode == "sr" else "restore"
-            if model.kind != want:
-                raise UserError(f"{name} is of kind {model.kind!r}; {args.mode} needs kind {want!r}")
+            model = load_enhancer(name, "sr" if args.mode == "sr" else "restore")
             if args.mode == "sr":
                 result = bench_sr(model, args.data, out, args.crops, not args.no_progress)
                 table = sr_table(result)

@@ -53,33 +53,25 @@ def decompress(data: bytes, *, decoder: str = "mse", model=None, exact: bool = T
     return _model(model).decompress(data, decoder=decoder, exact=exact)
 
 
-def _rgb(image) -> np.ndarray:
-    from .imageio import open_image, to_rgb_array
-
-    if isinstance(image, (str, Path)):
-        return to_rgb_array(open_image(image))
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise UserError(f"image arrays must be uint8, got {image.dtype}")
-        return np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
-    return to_rgb_array(image)  # a PIL image
+def _enhancer(model, default: str, kind: str, scale: int | None = None):
+    return load_enhancer(model or default, kind, scale) if model is None or isinstance(model, str) else model
 
 
 def restore(image, task: str = "auto", *, strength: float = 1.0, realism: float = 0.0, model=None) -> np.ndarray:
     """Remove JPEG artefacts (``task="jpeg"``), noise (``"denoise"``) or an unknown mix
     (``"auto"``) from an image (path, PIL image or uint8 array); returns uint8 RGB.
     ``realism`` blends the fidelity (0) and GAN (1) weights; ``strength`` scales the correction."""
-    enhancer = load_enhancer(model or "restore-lite") if model is None or isinstance(model, str) else model
-    if enhancer.kind != "restore":
-        raise UserError(f"model {enhancer.name} is not a restoration model")
-    return enhancer.run(_rgb(image), realism=realism, task=task, strength=strength)
+    from .codec import prepare_image
+
+    enhancer = _enhancer(model, "restore-lite", "restore")
+    return enhancer.run(prepare_image(image).rgb, realism=realism, task=task, strength=strength)
 
 
 def upscale(image, scale: int = 4, *, realism: float = 0.0, model=None) -> np.ndarray:
     """Super-resolve an image ×2 or ×4; returns uint8 RGB. ``realism`` as in :func:`restore`."""
+    from .codec import prepare_image
+
     if scale not in (2, 4):
         raise UserError(f"scale {scale} is not supported (use 2 or 4)")
-    enhancer = load_enhancer(model or f"sr-x{scale}-lite") if model is None or isinstance(model, str) else model
-    if enhancer.kind != "sr" or enhancer.config.scale != scale:
-        raise UserError(f"model {enhancer.name} is not a ×{scale} super-resolution model")
-    return enhancer.run(_rgb(image), realism=realism)
+    enhancer = _enhancer(model, f"sr-x{scale}-lite", "sr", scale)
+    return enhancer.run(prepare_image(image).rgb, realism=realism)

@@ -128,29 +128,19 @@ def _add_enhance(sub) -> None:
 
 def _enhance(args) -> int:
     from .imageio import open_image, save_image, to_rgb_array
-    from .zoo import available_models
-    from .zoo import load_enhancer as _load
+    from .zoo import available_models, load_enhancer
 
-    def load_enhancer(name: str):
-        if args.model is None and name not in available_models():
-            what = "train restore" if args.command == "restore" else "train sr"
-            raise UserError(f"no {name} weights in this installation: train a model with "
-                            f"`gancodec {what}`, export it and pass --model FOLDER")
-        return _load(name)
-
-    if args.command == "upscale":
-        if args.scale not in DEFAULT_SR:
-            raise UserError(f"--scale {args.scale} is not supported (use 2 or 4)")
-        model = load_enhancer(args.model or DEFAULT_SR[args.scale])
-        if model.kind != "sr" or model.config.scale != args.scale:
-            raise UserError(f"model {model.name} is not a ×{args.scale} super-resolution model")
-    else:
-        model = load_enhancer(args.model or DEFAULT_RESTORE)
-        if model.kind != "restore":
-            raise UserError(f"model {model.name} is not a restoration model")
+    kind, scale = ("sr", args.scale) if args.command == "upscale" else ("restore", None)
+    if kind == "sr" and scale not in DEFAULT_SR:
+        raise UserError(f"--scale {scale} is not supported (use 2 or 4)")
+    name = args.model or (DEFAULT_SR[scale] if kind == "sr" else DEFAULT_RESTORE)
+    if args.model is None and name not in available_models():
+        raise UserError(f"no {name} weights in this installation: train a model with "
+                        f"`gancodec train {kind}`, export it and pass --model FOLDER")
+    model = load_enhancer(name, kind, scale)
     rgb = to_rgb_array(open_image(args.input))
     out = model.run(rgb, realism=args.realism, **({"task": args.task, "strength": args.strength}
-                                                   if args.command == "restore" else {}))
+                                                   if kind == "restore" else {}))
     save_image(args.output, out)
     return 0
 

@@ -97,18 +97,24 @@ def _fixed(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 class _FixedConv:
-    """A Conv2d / ConvTranspose2d on integer activations with SYNTH_ACT_BITS fractional bits."""
+    """A convolution (or stride-2 transposed convolution) on integer activations with
+    SYNTH_ACT_BITS fractional bits."""
 
-    def __init__(self, layer: nn.Conv2d | nn.ConvTranspose2d):
-        self.transposed = isinstance(layer, nn.ConvTranspose2d)
-        self.stride, self.padding = layer.stride, layer.padding
-        self.output_padding = getattr(layer, "output_padding", 0)
-        self.weight = _fixed(layer.weight.detach(), SYNTH_WEIGHT_BITS)
-        bias = layer.bias.detach() if layer.bias is not None else torch.zeros(layer.out_channels)
-        self.bias = _fixed(bias, SYNTH_WEIGHT_BITS + SYNTH_ACT_BITS)
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, stride=1, padding=0, output_padding=0,
+                 transposed: bool = False):
+        self.transposed, self.stride, self.padding, self.output_padding = transposed, stride, padding, output_padding
+        self.weight = _fixed(weight.detach(), SYNTH_WEIGHT_BITS)
+        self.bias = _fixed(bias.detach(), SYNTH_WEIGHT_BITS + SYNTH_ACT_BITS)
         # Largest |input| for which every output sum is provably below 2^52.
-        l1 = self.weight.abs().sum(dim=(0, 2, 3) if self.transposed else (1, 2, 3)).max().item()
+        l1 = self.weight.abs().sum(dim=(0, 2, 3) if transposed else (1, 2, 3)).max().item()
         self.limit = float(max(1.0, (EXACT_LIMIT - self.bias.abs().max().item()) // max(l1, 1.0)))
+
+    @classmethod
+    def of(cls, layer: nn.Conv2d | nn.ConvTranspose2d) -> _FixedConv:
+        bias = layer.bias if layer.bias is not None else torch.zeros(layer.out_channels)
+        transposed = isinstance(layer, nn.ConvTranspose2d)
+        return cls(layer.weight, bias, layer.stride, layer.padding,
+                   layer.output_padding if transposed else 0, transposed)
 
     def accumulate(self, a: torch.Tensor) -> torch.Tensor:
         """The integer accumulator, with SYNTH_WEIGHT_BITS + SYNTH_ACT_BITS fractional bits."""
@@ -130,10 +136,7 @@ class _FixedIGDN:
         ped = gdn._pedestal
         beta = gdn.beta.detach().double().clamp_min(gdn._beta_bound) ** 2 - ped
         gamma = gdn.gamma.detach().double().clamp_min(gdn._gamma_bound) ** 2 - ped
-        conv = nn.Conv2d(len(beta), len(beta), 1)
-        conv.weight.data = gamma.view(len(beta), len(beta), 1, 1)
-        conv.bias.data = beta
-        self.norm = _FixedConv(conv)
+        self.norm = _FixedConv(gamma.view(len(beta), len(beta), 1, 1), beta)
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         a = a.clamp(-(2.0**26), 2.0**26)  # a² stays exact
@@ -153,7 +156,7 @@ class _FixedLeakyReLU:
 class _FixedResidual:
     def __init__(self, block: ResidualBlock):
         self.act = _FixedLeakyReLU(block.act.negative_slope)
-        self.conv1, self.conv2 = _FixedConv(block.conv1), _FixedConv(block.conv2)
+        self.conv1, self.conv2 = _FixedConv.of(block.conv1), _FixedConv.of(block.conv2)
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         return a + self.conv2(self.act(self.conv1(self.act(a))))
@@ -172,7 +175,7 @@ class ExactSynthesis:
         self.ops = []
         for m in layers:
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                self.ops.append(_FixedConv(m))
+                self.ops.append(_FixedConv.of(m))
             elif isinstance(m, GDN):
                 self.ops.append(_FixedIGDN(m))
             elif isinstance(m, ResidualBlock):

@@ -72,9 +72,15 @@ def _load_enhancer(folder: str):
     return Enhancer(Path(folder))
 
 
-def load_enhancer(name: str):
-    """Load a restoration or super-resolution model from the zoo or from a folder."""
+def load_enhancer(name: str, kind: str | None = None, scale: int | None = None):
+    """Load a restoration or super-resolution model from the zoo or from a folder; ``kind``
+    (``"restore"`` / ``"sr"``) and ``scale`` refuse a model of another sort with a clear error."""
     folder = model_folder(name)
     if not (folder / "fidelity.safetensors").is_file():
         raise UserError(f"{name} is not a restoration or super-resolution model")
-    return _load_enhancer(str(folder.resolve()))
+    model = _load_enhancer(str(folder.resolve()))
+    if kind == "restore" and model.kind != "restore":
+        raise UserError(f"model {model.name} is not a restoration model")
+    if kind == "sr" and (model.kind != "sr" or (scale is not None and model.config.scale != scale)):
+        raise UserError(f"model {model.name} is not a ×{scale or model.config.scale} super-resolution model")
+    return model
