@@ -91,9 +91,12 @@ def ssim(a: np.ndarray, b: np.ndarray, channel_axis: int | None = None) -> float
 
 
 def scores(ref: np.ndarray, out: np.ndarray, ref_features: np.ndarray, border: int | None) -> dict[str, float]:
-    """PSNR/SSIM on Y with ``border`` shaved (SR), or on RGB when ``border`` is None (JPEG); realism measures."""
+    """PSNR/SSIM on Y with ``border`` shaved (SR), or on RGB (and Y-PSNR) when ``border`` is None
+    (JPEG); realism measures."""
     if border is None:
-        fid = {"psnr": psnr(ref, out), "ssim": ssim(ref, out, channel_axis=2)}
+        # RGB, plus PSNR on Y: JPEG artefact removal papers (AR-CNN, DnCNN) report Y / greyscale.
+        fid = {"psnr": psnr(ref, out), "ssim": ssim(ref, out, channel_axis=2),
+               "psnr_y": psnr(y_channel(ref), y_channel(out))}
     else:
         crop = slice(border, -border or None)
         a, b = y_channel(ref)[crop, crop], y_channel(out)[crop, crop]
@@ -177,7 +180,11 @@ def bench_sr(model: Enhancer, data: list[str], out: Path, n_crops: int, progress
 
 
 def compressed(rgb: np.ndarray, codec: str, quality: int) -> np.ndarray:
-    """The image after a lossy round trip through ``codec`` at ``quality``."""
+    """The image after a lossy round trip through ``codec`` at ``quality`` (for ``noise``: additive
+    Gaussian noise of σ = quality, seeded by the image so every model sees the same noise)."""
+    if codec == "noise":
+        rng = np.random.default_rng(int(rgb[::17, ::17].sum()) + quality)
+        return np.clip(rgb + rng.normal(0, quality, rgb.shape) + 0.5, 0, 255).astype(np.uint8)
     if codec == "jpeg":
         return np.array(jpeg(rgb, quality))
     if codec == "webp":
@@ -194,7 +201,8 @@ def bench_jpeg(model: Enhancer, data: list[str], qualities: list[int], out: Path
     images = load_images(data)
     crops, records = crop_indices(len(images), n_crops), []
     jobs = [(i, q) for i in range(len(images)) for q in qualities]
-    task = "jpeg" if codec == "jpeg" else "auto"  # other codecs' artefacts are the "unknown mix"
+    # other codecs' artefacts are the "unknown mix"
+    task = {"jpeg": "jpeg", "noise": "denoise"}.get(codec, "auto")
     for i, q in tqdm(jobs, desc=f"{codec} {model.name}", disable=not progress):
         dataset, name, rgb = images[i]
         degraded = compressed(rgb, codec, q)
@@ -254,12 +262,16 @@ def sr_table(result: dict) -> str:
 def jpeg_table(result: dict) -> str:
     codec = result.get("codec", "jpeg").upper()
     header = ["model", "dataset", "quality", f"{codec} PSNR / SSIM", "ours-fidelity", "ours-GAN", "gain dB fid. / GAN",
-              "HF ratio JPEG / fid. / GAN"]
+              "Y-PSNR input / fid. (gain)", "HF ratio JPEG / fid. / GAN"]
     rows = []
     for g in result["means"]:
         gain = " / ".join(f"{g[m]['psnr'] - g['jpeg']['psnr']:+.2f}" if m in g else "—" for m in ("fidelity", "gan"))
+        y = "—"
+        if "psnr_y" in g["jpeg"] and "fidelity" in g:
+            y_in, y_out = g["jpeg"]["psnr_y"], g["fidelity"]["psnr_y"]
+            y = f"{y_in:.2f} / {y_out:.2f} ({y_out - y_in:+.2f})"
         rows.append([result["model"], g["dataset"], g["quality"], cell(g, "jpeg"), cell(g, "fidelity"),
-                     cell(g, "gan"), gain, hf_cell(g, ["jpeg", "fidelity", "gan"])])
+                     cell(g, "gan"), gain, y, hf_cell(g, ["jpeg", "fidelity", "gan"])])
     return markdown(header, rows)
 
 
@@ -277,8 +289,9 @@ def main() -> None:
     p.add_argument("--model", nargs="+", required=True, help="zoo names or model folders")
     p.add_argument("--data", nargs="+", default=[], help="image folders (or files); needed for sr and jpeg")
     p.add_argument("--qualities", nargs="+", type=int, default=[10, 20, 30], help="qualities (jpeg mode)")
-    p.add_argument("--codec", choices=["jpeg", "webp", "gcz"], default="jpeg",
-                   help="jpeg mode: the codec whose output is restored (gcz: gancodec's own, quality 1..6)")
+    p.add_argument("--codec", choices=["jpeg", "webp", "gcz", "noise"], default="jpeg",
+                   help="jpeg mode: the codec whose output is restored (gcz: gancodec's own, quality 1..6; "
+                        "noise: Gaussian noise, --qualities are σ, restored with --task denoise)")
     p.add_argument("-o", "--out", default="bench-enhance", help="output folder")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--crops", type=int, default=2, help="images per run with side-by-side crops (0: none)")

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .allocator import tune_allocator
 from .errors import UserError
 from .evaluation.cli import add_subcommands as add_evaluation_commands
 
@@ -52,7 +53,7 @@ def _add_train(sub) -> None:
         r.add_argument("--stage", choices=["fidelity", "gan"], default="fidelity")
         r.add_argument("--steps", type=int, required=True)
         r.add_argument("--out", required=True, help="run directory")
-        r.add_argument("--init", help="for --stage gan: the fidelity run directory")
+        r.add_argument("--init", help="start from this run's weights (the fidelity run for --stage gan)")
         r.add_argument("--resume", action="store_true")
         r.add_argument("--scale", type=int, default=4, help="sr: 2 or 4")
         r.add_argument("--width", type=int, default=32)
@@ -62,6 +63,9 @@ def _add_train(sub) -> None:
         r.add_argument("--lr", type=float, default=2e-4)
         r.add_argument("--lr-decay-at", type=float, default=0.8)
         r.add_argument("--beta", type=float, default=0.05, help="gan stage: adversarial weight (L1 weight is 1)")
+        if what == "restore":
+            r.add_argument("--task-mix", type=float, nargs=3, default=None, metavar=("JPEG", "DENOISE", "AUTO"),
+                           help="relative frequency of the jpeg / denoise / auto degradations (default: equal)")
         r.add_argument("--checkpoint-every", type=int, default=250)
         r.add_argument("--sample-every", type=int, default=500)
         r.add_argument("--seed", type=int, default=0)
@@ -251,6 +255,7 @@ def _run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_allocator()
     try:
         return _run(args)
     except UserError as exc:

@@ -85,7 +85,7 @@ class Codec:
     analysis_margin = 4  # latent units (64 px); the analysis receptive field is 61 px
     # The synthesis runs as head (latent-resolution layers) and tail (upsampling) tiled apart:
     # the tail's receptive field is about 2 latents, the head's 1 + 2 per residual block.
-    tail_tile = 24  # latent units; bounds the float64 tail's buffers to a few hundred MB
+    tail_tile = 48  # latent units (768 px): a Kodak image in one tile; bounds the float64 buffers
     tail_margin = 3
 
     def __init__(self, name: str, folder: Path):

@@ -90,6 +90,31 @@ def test_tiled_synthesis_matches_whole(tiny_codec, photo):
     assert torch.allclose(tiny_codec.net.g_a(x), run_tiled(tiny_codec.net.g_a, x, 1 / 16, 128, 64), atol=1e-5)
 
 
+def test_banded_fixed_point_ops_equal_one_shot(monkeypatch):
+    """The exact synthesis runs transposed convolutions and inverse GDN on bands of rows (for
+    speed); the integer sums make the result identical to the one-shot operation."""
+    import torch.nn.functional as F
+
+    from gancodec.layers import GDN
+    from gancodec.models.integer import _FixedConv, _FixedIGDN
+
+    torch.manual_seed(0)
+    for (h, w), (k, stride, pad, out_pad) in [((1, 1), (5, 2, 2, 1)), ((9, 5), (5, 2, 2, 1)),
+                                              ((7, 11), (3, 2, 1, 1)), ((6, 4), (4, 2, 1, 0))]:
+        fixed = _FixedConv.of(torch.nn.ConvTranspose2d(6, 5, k, stride, pad, out_pad))
+        a = torch.randint(-5000, 5000, (2, 6, h, w)).double()
+        one_shot = F.conv_transpose2d(a, fixed.weight, fixed.bias, fixed.stride, fixed.padding, fixed.output_padding)
+        for band in (1, 7, 10_000):
+            monkeypatch.setattr(_FixedConv, "BAND_POSITIONS", band)
+            assert torch.equal(fixed.accumulate(a), one_shot)
+    igdn = _FixedIGDN(GDN(6, inverse=True))
+    a = torch.randint(-50_000, 50_000, (1, 6, 9, 13)).double()
+    monkeypatch.setattr(_FixedIGDN, "BAND_POSITIONS", 10_000)
+    whole = igdn(a)
+    monkeypatch.setattr(_FixedIGDN, "BAND_POSITIONS", 13)
+    assert torch.equal(igdn(a), whole)
+
+
 DECODE_SCRIPT = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(int(sys.argv[3]))

@@ -61,7 +61,7 @@ class EnhanceTask(Task):
     def __init__(
         self, config: EnhanceConfig, generator: nn.Module | None = None, stage: str = "fidelity",
         lr: float = 2e-4, beta: float = 0.05, fm_weight: float = 1.0, gan_loss: str | None = None,
-        seed: int = 0,
+        seed: int = 0, task_mix: list[float] | None = None,
     ):
         self.config = config
         self.stage = stage
@@ -70,6 +70,11 @@ class EnhanceTask(Task):
         self.lr, self.beta, self.fm_weight = lr, beta, fm_weight
         self.gan_loss = gan_loss or ("ragan" if config.kind == "sr" else "ns")
         self.rng = np.random.default_rng(seed)
+        # Relative frequency of each restoration task in a batch (a specialist run weights JPEG up).
+        mix = np.asarray(task_mix if task_mix is not None else [1.0] * len(TASKS), dtype=np.float64)
+        if mix.shape != (len(TASKS),) or (mix < 0).any() or mix.sum() <= 0:
+            raise ValueError(f"task_mix needs {len(TASKS)} non-negative weights, not all zero")
+        self.task_mix = mix / mix.sum()
 
     def networks(self):
         nets = {"generator": self.generator}
@@ -89,7 +94,7 @@ class EnhanceTask(Task):
         images = _to_uint8(clean)
         if self.config.kind == "sr":
             return _to_float([bicubic_down(im, self.config.scale) for im in images]), None, clean
-        tasks = self.rng.integers(0, len(TASKS), len(images))
+        tasks = self.rng.choice(len(TASKS), size=len(images), p=self.task_mix)
         degraded = _to_float([degrade(im, TASKS[t], self.rng) for im, t in zip(images, tasks)])
         onehot = torch.zeros(len(images), len(TASKS), *clean.shape[-2:])
         onehot[torch.arange(len(images)), torch.from_numpy(tasks)] = 1
