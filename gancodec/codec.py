@@ -247,10 +247,13 @@ class Codec:
         return (torch.from_numpy(symbols).double() + means) * inv_gain
 
     @torch.no_grad()
-    def synthesise(self, y_hat: torch.Tensor, decoder: str = "mse", exact: bool = True) -> torch.Tensor:
+    def synthesise(
+        self, y_hat: torch.Tensor, decoder: str = "mse", exact: bool = True, to_uint8: bool = False
+    ) -> torch.Tensor:
         """Pixels in [0, 1] (before clamping) from the latent. ``exact`` runs the fixed-point
         synthesis, identical on every machine and thread count; ``exact=False`` runs the float32
-        network, faster but with last-bit differences between platforms."""
+        network, faster but with last-bit differences between platforms. ``to_uint8`` rounds
+        every tile to 8-bit pixels as it is made, so a large image never exists in float64."""
         if decoder not in self.decoders:
             raise UserError(f"decoder must be one of {', '.join(self.decoders)}, got {decoder!r}")
         head_margin = 2 + 2 * self.config.res_blocks
@@ -262,6 +265,12 @@ class Codec:
             layers = self.net.synthesis(decoder).net
             split = upsampling_start(layers)
             head, tail, y_hat = layers[:split], layers[split:], y_hat.float()
+        if to_uint8:
+            float_tail = tail
+
+            def tail(a: torch.Tensor) -> torch.Tensor:
+                return torch.round(float_tail(a).clamp_(0, 1).mul_(255)).to(torch.uint8)
+
         return run_tiled_two_stage(head, tail, y_hat, 16, self.tile, head_margin, self.tail_tile, self.tail_margin)
 
     def decompress(self, data: bytes, decoder: str = "mse", exact: bool = True) -> np.ndarray:
@@ -269,8 +278,8 @@ class Codec:
         ``exact=False`` trades bit-exact pixels for a faster float32 synthesis."""
         container = Container.from_bytes(data)
         h = container.header
-        x_hat = self.synthesise(self.decode_latent(container), decoder, exact)[0, :, : h.height, : h.width]
-        rgb = torch.round(x_hat.clamp(0, 1) * 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        pixels = self.synthesise(self.decode_latent(container), decoder, exact, to_uint8=True)
+        rgb = pixels[0, :, : h.height, : h.width].permute(1, 2, 0).numpy()
         if h.mode.is_grey:
             out = np.round(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)[..., None]
         else:
