@@ -99,3 +99,22 @@ def test_ddp_two_processes_end_with_identical_weights(tmp_path, image_folder):
         # the ranks saw different data, so equality comes from gradient averaging, not luck
         batches = [torch.load(tmp_path / f"{stage}_batch_rank{r}.pt") for r in (0, 1)]
         assert batches[0].ne(batches[1]).any()
+
+
+def test_discriminator_normalises_hidden_layers_not_the_head():
+    """Spectral norm bounds every hidden convolution (σ_max ≈ 1); the logit head is free, so the
+    discriminator's output is not capped by the real–fake distance."""
+    import torch
+    from torch.nn.utils import parametrize
+
+    from gancodec.gan.discriminators import PatchDiscriminator
+
+    disc = PatchDiscriminator(cond_channels=4, width=8, layers=3)
+    disc(torch.rand(1, 3, 64, 64), torch.rand(1, 4, 8, 8))  # one power iteration per call
+    for block in disc.blocks:
+        conv = block[0]
+        assert parametrize.is_parametrized(conv, "weight")
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+        assert 0.5 < sigma.item() < 1.05
+    assert not parametrize.is_parametrized(disc.head, "weight")
+    assert parametrize.is_parametrized(PatchDiscriminator(normalize_head=True).head, "weight")
