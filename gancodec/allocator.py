@@ -2,8 +2,9 @@
 
 Decoding and training allocate many short-lived tensors of tens to hundreds of MB. glibc serves
 each of those with a fresh ``mmap`` and unmaps it on free, so the next one page-faults its way
-in again: measured here, 20–25 % of a training step and of a decode was spent in the kernel.
-Keeping freed blocks in the heap for reuse removes that cost; the process's resident memory then
+in again, and a large share of the time goes to the kernel. Keeping freed blocks in the heap
+for reuse removes that cost (``benchmarks/codec_speed_memory.py --default-allocator`` shows the
+difference); the process's resident memory then
 stays at its high-water mark until it exits, which suits a command or a training run. A library
 user who wants the same can call :func:`tune_allocator` once.
 """

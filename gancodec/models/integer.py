@@ -152,12 +152,13 @@ class _FixedConv:
         n, _, h, w = a.shape
         (sh, sw), (kh, kw) = _pair(self.stride), self.weight.shape[-2:]
         (ph, pw), (oh, ow) = _pair(self.padding), _pair(self.output_padding)
+        # Unpadded output, then the crop that padding / output_padding define.
         full = a.new_zeros(n, self.weight.shape[1], (h - 1) * sh + kh + oh, (w - 1) * sw + kw + ow)
         rows = max(1, self.BAND_POSITIONS // max(1, w))
         for r0 in range(0, h, rows):
             part = F.conv_transpose2d(a[:, :, r0 : r0 + rows], self.weight, None, self.stride)
             full[:, :, r0 * sh : r0 * sh + part.shape[2], : part.shape[3]] += part
-        out = full[:, :, ph : ph + (h - 1) * sh - 2 * ph + kh + oh, pw : pw + (w - 1) * sw - 2 * pw + kw + ow]
+        out = full[:, :, ph : full.shape[2] - ph, pw : full.shape[3] - pw]
         return out.add_(bias.view(1, -1, 1, 1))
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:

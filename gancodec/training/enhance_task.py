@@ -73,7 +73,7 @@ class EnhanceTask(Task):
         # Relative frequency of each restoration task in a batch (a specialist run weights JPEG up).
         mix = np.asarray(task_mix if task_mix is not None else [1.0] * len(TASKS), dtype=np.float64)
         if mix.shape != (len(TASKS),) or (mix < 0).any() or mix.sum() <= 0:
-            raise ValueError(f"task_mix needs {len(TASKS)} non-negative weights, not all zero")
+            raise ValueError(f"task mix needs {len(TASKS)} non-negative weights ({', '.join(TASKS)}), not all zero")
         self.task_mix = mix / mix.sum()
 
     def networks(self):

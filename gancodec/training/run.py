@@ -100,11 +100,12 @@ def train_enhance(args) -> Path:
             raise UserError("--scale must be 2 or 4")
         config = EnhanceConfig(kind=kind, scale=args.scale if kind == "sr" else 1, width=args.width,
                                blocks=args.blocks)
-    task_mix = getattr(args, "task_mix", None)
-    if task_mix is not None and (min(task_mix) < 0 or sum(task_mix) <= 0):
-        raise UserError("--task-mix needs three non-negative weights, not all zero")
-    task = EnhanceTask(config, generator, stage=args.stage, lr=args.lr, beta=args.beta, seed=args.seed + rank,
-                       task_mix=task_mix)
+    task_mix = getattr(args, "task_mix", None)  # restore only
+    try:
+        task = EnhanceTask(config, generator, stage=args.stage, lr=args.lr, beta=args.beta, seed=args.seed + rank,
+                           task_mix=task_mix)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     meta = {"config": config.to_dict(), "stage": args.stage, "kind": config.kind}
     if task_mix is not None:
         meta["task_mix"] = list(task_mix)
