@@ -45,6 +45,7 @@ def _add_train(sub) -> None:
     c.add_argument("--sample-every", type=int, default=500)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    c.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda or cuda:N")
     c.add_argument("--no-progress", action="store_true")
     for what, help_ in (("restore", "train the restoration model (JPEG artefacts, noise, blur)"),
                         ("sr", "train the super-resolution model")):
@@ -70,6 +71,7 @@ def _add_train(sub) -> None:
         r.add_argument("--sample-every", type=int, default=500)
         r.add_argument("--seed", type=int, default=0)
         r.add_argument("--threads", type=int, default=0)
+        r.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda or cuda:N")
         r.add_argument("--no-progress", action="store_true")
     e = tsub.add_parser("export", help="turn a training run into shippable weights (safetensors)")
     e.add_argument("run", help="run directory of the codec (rd or gan stage)")

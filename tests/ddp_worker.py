@@ -14,13 +14,14 @@ from gancodec.training.trainer import TrainConfig, Trainer, init_distributed
 
 data_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
 torch.set_num_threads(1)
-rank, world = init_distributed()
+rank, world = init_distributed("cpu")
 assert world == 2
 torch.manual_seed(rank)  # different init on each rank: DDP must broadcast rank 0's weights
 model = HiFiCLite(CodecConfig(channels=16, latent_channels=16, hyper_channels=16, res_blocks=1))
 for stage, task in (("rd", lambda: CodecRDTask(model)), ("gan", lambda: CodecGANTask(model))):
     data = RandomCrops([data_dir], crop=64, batch_size=2, seed=100 + rank)
-    trainer = Trainer(task(), data, TrainConfig(steps=3, out_dir=out / stage, progress=False, sample_every=0))
+    trainer = Trainer(task(), data, TrainConfig(steps=3, out_dir=out / stage, progress=False, sample_every=0,
+                                                  device="cpu"))
     nets = trainer.fit()
     torch.save(next(data), out / f"{stage}_batch_rank{rank}.pt")
     state = {f"{name}.{k}": v for name, net in trainer.nets.items() for k, v in net.state_dict().items()}

@@ -162,3 +162,11 @@ def test_python_api(trained, photo):
     assert gancodec.upscale(photo[:20, :24, 0], scale=2, model=str(trained["sr"])).shape == (40, 48, 3)
     with pytest.raises(gancodec.UserError):
         gancodec.upscale(photo, scale=3, model=str(trained["sr"]))
+
+
+def test_jpeg_training_quality_is_log_uniform():
+    rng = np.random.default_rng(1)
+    q = np.array([degradations.jpeg_quality(rng, 10, 60) for _ in range(20000)])
+    assert q.min() == 10 and q.max() == 60
+    # log-uniform: [10, 20) is one of log2(61/10) ≈ 2.6 octaves, so ~38 % of draws (uniform: 20 %)
+    assert 0.34 < (q < 20).mean() < 0.42

@@ -34,7 +34,7 @@ class RestorationUNet(nn.Module):
 
     @staticmethod
     def task_channels(task: str, like: torch.Tensor) -> torch.Tensor:
-        onehot = torch.zeros(like.shape[0], len(TASKS), *like.shape[-2:], dtype=like.dtype)
+        onehot = torch.zeros(like.shape[0], len(TASKS), *like.shape[-2:], dtype=like.dtype, device=like.device)
         onehot[:, TASKS.index(task)] = 1
         return onehot
 

@@ -25,11 +25,17 @@ from .trainer import Task
 
 def lambda_for_quality(lambdas: list[float], q: torch.Tensor) -> torch.Tensor:
     """Log-linear interpolation of the per-level λ at continuous quality q ∈ [1, levels]."""
-    log_l = torch.tensor([math.log(v) for v in lambdas], dtype=q.dtype)
+    log_l = torch.tensor([math.log(v) for v in lambdas], dtype=q.dtype, device=q.device)
     pos = (q - 1).clamp(0, len(lambdas) - 1)
     lo = pos.floor().long().clamp(max=len(lambdas) - 2)
     t = pos - lo
     return torch.exp(log_l[lo] * (1 - t) + log_l[lo + 1] * t)
+
+
+def random_quality(n: int, levels: int, device: torch.device) -> torch.Tensor:
+    """Continuous qualities uniform in [1, levels], drawn from the CPU generator (which the
+    checkpoint saves, so a resumed run draws what the uninterrupted one would have)."""
+    return (1 + torch.rand(n) * (levels - 1)).to(device)
 
 
 class CodecRDTask(Task):
@@ -45,11 +51,8 @@ class CodecRDTask(Task):
     def optimizers(self, nets):
         return {"codec": torch.optim.Adam(nets["codec"].parameters(), lr=self.lr)}
 
-    def _quality(self, n: int) -> torch.Tensor:
-        return 1 + torch.rand(n) * (self.model.config.levels - 1)
-
     def train_step(self, batch, nets, opts, step):
-        q = self._quality(batch.shape[0])
+        q = random_quality(batch.shape[0], self.model.config.levels, batch.device)
         lam = lambda_for_quality(self.model.config.lambdas, q)
         out = nets["codec"](batch, q)
         mse = F.mse_loss(out["x_hat"], batch, reduction="none").flatten(1).mean(1)
@@ -68,7 +71,7 @@ class CodecRDTask(Task):
         x = batch[:2]
         rows = [x]
         for q in (1.0, float(codec.config.levels)):
-            rows.append(codec(x, torch.full((x.shape[0],), q))["x_hat"])
+            rows.append(codec(x, torch.full((x.shape[0],), q, device=x.device))["x_hat"])
         return torch.cat(rows)
 
 
@@ -105,7 +108,7 @@ class CodecGANTask(Task):
     def train_step(self, batch, nets, opts, step):
         codec, generator, disc = nets["codec"], nets["generator"], nets["disc"]
         n = batch.shape[0]
-        q = 1 + torch.rand(n) * (codec.config.levels - 1)
+        q = random_quality(n, codec.config.levels, batch.device)
         lam = lambda_for_quality(codec.config.lambdas, q)
         with torch.no_grad():
             y_hat = codec.encode_latents(batch, q)["y_hat"]
@@ -142,7 +145,7 @@ class CodecGANTask(Task):
     def sample(self, batch, nets):
         codec = nets["codec"]
         x = batch[:2]
-        q = torch.full((x.shape[0],), 2.0)
+        q = torch.full((x.shape[0],), 2.0, device=x.device)
         y_hat = codec.encode_latents(x, q)["y_hat"]
         return torch.cat([x, codec.g_s(y_hat), nets["generator"](y_hat)])
 

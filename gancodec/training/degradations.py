@@ -49,10 +49,18 @@ def bicubic_down(rgb: np.ndarray, scale: int) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((w // scale, h // scale), Image.BICUBIC))
 
 
+def jpeg_quality(rng: np.random.Generator, low: int, high: int) -> int:
+    """A JPEG quality in [low, high], log-uniform: the low qualities, whose blocking and ringing
+    need the largest corrections, are drawn as often per octave as the mild ones (uniform
+    drawing left quality 10 at the thin edge of the training distribution)."""
+    q = np.exp(rng.uniform(np.log(low), np.log(high + 1)))
+    return int(min(high, np.floor(q)))
+
+
 def degrade(rgb: np.ndarray, task: str, rng: np.random.Generator) -> np.ndarray:
     """One random degradation of an 8-bit RGB image for ``task`` in jpeg / denoise / auto."""
     if task == "jpeg":
-        return jpeg(rgb, rng.integers(10, 61))
+        return jpeg(rgb, jpeg_quality(rng, 10, 60))
     if task == "denoise":
         if rng.random() < 0.3:
             return sensor_noise(rgb, rng)
@@ -67,5 +75,5 @@ def degrade(rgb: np.ndarray, task: str, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:
         out = sensor_noise(out, rng) if rng.random() < 0.3 else gaussian_noise(out, rng.uniform(1, 20), rng)
     if rng.random() < 0.8 or out is rgb:
-        out = jpeg(out, rng.integers(10, 71))
+        out = jpeg(out, jpeg_quality(rng, 10, 70))
     return out

@@ -48,7 +48,7 @@ class EnhanceConfig:
 
 
 def _to_uint8(batch: torch.Tensor) -> np.ndarray:
-    return (batch.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+    return (batch.detach().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def _to_float(images: list[np.ndarray]) -> torch.Tensor:
@@ -93,12 +93,13 @@ class EnhanceTask(Task):
         """(network input, task channels or None, target) from a batch of clean crops."""
         images = _to_uint8(clean)
         if self.config.kind == "sr":
-            return _to_float([bicubic_down(im, self.config.scale) for im in images]), None, clean
+            low = _to_float([bicubic_down(im, self.config.scale) for im in images])
+            return low.to(clean.device), None, clean
         tasks = self.rng.choice(len(TASKS), size=len(images), p=self.task_mix)
         degraded = _to_float([degrade(im, TASKS[t], self.rng) for im, t in zip(images, tasks)])
         onehot = torch.zeros(len(images), len(TASKS), *clean.shape[-2:])
         onehot[torch.arange(len(images)), torch.from_numpy(tasks)] = 1
-        return degraded, onehot, clean
+        return degraded.to(clean.device), onehot.to(clean.device), clean
 
     def _generate(self, gen: nn.Module, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         return gen(x) if cond is None else gen(x, cond)

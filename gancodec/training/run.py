@@ -41,12 +41,12 @@ def _fit(task, args, rank: int, metadata: dict) -> None:
     Trainer(task, data, TrainConfig(
         steps=args.steps, out_dir=Path(args.out), checkpoint_every=args.checkpoint_every,
         sample_every=args.sample_every, resume=args.resume, progress=not args.no_progress,
-        lr_decay_at=args.lr_decay_at,
+        lr_decay_at=args.lr_decay_at, device=args.device,
     ), metadata=metadata).fit()
 
 
 def train_codec(args) -> Path:
-    rank, _ = init_distributed()
+    rank, _ = init_distributed(args.device)
     torch.manual_seed(args.seed + rank)
     out = Path(args.out)
     config = CodecConfig(
@@ -79,7 +79,7 @@ def train_codec(args) -> Path:
 
 def train_enhance(args) -> Path:
     """``gancodec train restore|sr``: fidelity stage, then gan stage from ``--init``."""
-    rank, _ = init_distributed()
+    rank, _ = init_distributed(args.device)
     torch.manual_seed(args.seed + rank)
     out = Path(args.out)
     resuming = args.resume and (out / "checkpoint.pt").exists()

@@ -23,16 +23,21 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ..errors import UserError
 from ..gan.ema import EMA
 from ..imageio import atomic_output, save_image
 
 
 # -- distributed helpers ---------------------------------------------------------------------------
-def init_distributed() -> tuple[int, int]:
+def _wants_cuda(device: str) -> bool:
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
+def init_distributed(device: str = "auto") -> tuple[int, int]:
     """Join the process group when launched by torchrun; return (rank, world_size)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = "nccl" if _wants_cuda(device) else "gloo"
         dist.init_process_group(backend)
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -86,6 +91,22 @@ class TrainConfig:
     log_every: int = 10
     resume: bool = False
     progress: bool = True
+    device: str = "auto"  # "auto": the GPU when there is one, else the CPU
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N``; under torchrun each rank takes its local GPU."""
+    if name == "auto":
+        name = "cuda" if _wants_cuda(name) else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA GPU is visible to PyTorch")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed crop sizes: pick the fastest kernels once
+    return device
 
 
 class Trainer:
@@ -95,13 +116,16 @@ class Trainer:
         self.metadata = metadata or {}
         self.data = data
         self.cfg = config
-        self.rank, self.world = init_distributed()
+        self.rank, self.world = init_distributed(config.device)
         # Trained weights drift into denormal floats, which cost ~25% of CPU step time.
         torch.set_flush_denormal(True)
         self.out = Path(config.out_dir)
         if is_main_process():
             (self.out / "samples").mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.nets = task.networks()
+        for m in self.nets.values():
+            m.to(self.device)
         self.opts = task.optimizers(self.nets)
         self.base_lr = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
         # Wrapping broadcasts rank 0's weights, so the EMA copy is taken after it; every rank
@@ -111,14 +135,15 @@ class Trainer:
         self.step = 0
         if config.resume:
             self._load(self.out / "checkpoint.pt")
-        self.sample_batch = next(self.data)[:4] if is_main_process() else None
+        self.sample_batch = next(self.data)[:4].to(self.device) if is_main_process() else None
 
     def _wrap(self, name: str, module: nn.Module) -> nn.Module:
         if self.world == 1 or not any(p.requires_grad for p in module.parameters()):
             return module
         if self.task.ddp_networks is not None and name not in self.task.ddp_networks:
             return module
-        return DistributedDataParallel(module, broadcast_buffers=True)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=True)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -186,7 +211,7 @@ class Trainer:
             m.train()
         if images.numel() == 0:
             return
-        grid = torch.cat(list(images.clamp(0, 1)), dim=-1)  # one row
+        grid = torch.cat(list(images.detach().float().cpu().clamp(0, 1)), dim=-1)  # one row
         arr = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
         save_image(self.out / "samples" / f"step_{self.step:07d}.png", arr.squeeze())
 
@@ -212,7 +237,7 @@ class Trainer:
     def _loop(self, bar, running: dict[str, float], start: float, main: bool) -> None:
         while self.step < self.cfg.steps:
             self._set_lr()
-            batch = next(self.data)
+            batch = next(self.data).to(self.device, non_blocking=True)
             scalars = self.task.train_step(batch, self.wrapped, self.opts, self.step)
             if any(not math.isfinite(v) for v in scalars.values()):
                 raise FloatingPointError(f"non-finite loss at step {self.step}: {scalars}")
