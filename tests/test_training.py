@@ -118,3 +118,27 @@ def test_discriminator_normalises_hidden_layers_not_the_head():
         assert 0.5 < sigma.item() < 1.05
     assert not parametrize.is_parametrized(disc.head, "weight")
     assert parametrize.is_parametrized(PatchDiscriminator(normalize_head=True).head, "weight")
+
+
+def test_resume_from_a_checkpoint_without_average_starts_the_ema_from_its_weights(tmp_path, image_folder):
+    """A slim checkpoint (weights, no optimiser, no EMA) must not leave the random-init shadow in the average."""
+    from gancodec.models.codec import CodecConfig, HiFiCLite
+    from gancodec.training.codec_task import CodecRDTask
+    from gancodec.training.data import RandomCrops
+    from gancodec.training.trainer import TrainConfig, Trainer
+
+    run = tmp_path / "rd"
+    common = ["--data", str(image_folder), "--batch-size", "2", "--crop", "64", "--no-progress", *TINY]
+    assert main(["train", "codec", "--steps", "2", "--out", str(run), *common]) == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state["nets"]["codec"] = state.pop("ema")
+    state["opts"] = {}
+    torch.save(state, run / "checkpoint.pt")
+
+    torch.manual_seed(123)  # a different random initialisation from the one trained
+    config = CodecConfig(channels=16, latent_channels=16, hyper_channels=16, res_blocks=1)
+    trainer = Trainer(CodecRDTask(HiFiCLite(config)), RandomCrops([image_folder], crop=64, batch_size=2),
+                      TrainConfig(steps=4, out_dir=run, resume=True, progress=False, device="cpu"))
+    loaded = state["nets"]["codec"]
+    for k, v in trainer.ema.state_dict().items():
+        assert torch.equal(v, loaded[k]), k

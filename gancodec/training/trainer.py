@@ -176,8 +176,10 @@ class Trainer:
         for k, o in self.opts.items():
             if k in state["opts"]:
                 o.load_state_dict(state["opts"][k])
-        if self.ema and "ema" in state:
-            self.ema.load_state_dict(state["ema"])
+        if self.ema:
+            # A checkpoint slimmed to one set of weights has no average: start it from the weights
+            # just loaded, not from the random initialisation the shadow was copied from.
+            self.ema.load_state_dict(state["ema"] if "ema" in state else self.nets[self.task.ema_network].state_dict())
         torch.set_rng_state(state["torch_rng"])
         rng = getattr(self.data, "rng", None)
         if isinstance(rng, np.random.Generator) and "data_rng" in state and self.world == 1:
