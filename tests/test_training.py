@@ -104,7 +104,6 @@ def test_ddp_two_processes_end_with_identical_weights(tmp_path, image_folder):
 def test_discriminator_normalises_hidden_layers_not_the_head():
     """Spectral norm bounds every hidden convolution (σ_max ≈ 1); the logit head is free, so the
     discriminator's output is not capped by the real–fake distance."""
-    import torch
     from torch.nn.utils import parametrize
 
     from gancodec.gan.discriminators import PatchDiscriminator

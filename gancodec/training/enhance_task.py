@@ -97,9 +97,9 @@ class EnhanceTask(Task):
             return low.to(clean.device), None, clean
         tasks = self.rng.choice(len(TASKS), size=len(images), p=self.task_mix)
         degraded = _to_float([degrade(im, TASKS[t], self.rng) for im, t in zip(images, tasks)])
-        onehot = torch.zeros(len(images), len(TASKS), *clean.shape[-2:])
+        onehot = torch.zeros(len(images), len(TASKS), *clean.shape[-2:], device=clean.device)
         onehot[torch.arange(len(images)), torch.from_numpy(tasks)] = 1
-        return degraded.to(clean.device), onehot.to(clean.device), clean
+        return degraded.to(clean.device), onehot, clean
 
     def _generate(self, gen: nn.Module, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         return gen(x) if cond is None else gen(x, cond)

@@ -97,7 +97,7 @@ class TrainConfig:
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` / ``cpu`` / ``cuda`` / ``cuda:N``; under torchrun each rank takes its local GPU."""
     if name == "auto":
-        name = "cuda" if _wants_cuda(name) else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
