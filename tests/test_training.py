@@ -135,8 +135,8 @@ def test_resume_from_a_checkpoint_without_average_starts_the_ema_from_its_weight
     torch.save(state, run / "checkpoint.pt")
 
     torch.manual_seed(123)  # a different random initialisation from the one trained
-    config = CodecConfig(channels=16, latent_channels=16, hyper_channels=16, res_blocks=1)
-    trainer = Trainer(CodecRDTask(HiFiCLite(config)), RandomCrops([image_folder], crop=64, batch_size=2),
+    model = HiFiCLite(CodecConfig.from_dict(state["config"]))
+    trainer = Trainer(CodecRDTask(model), RandomCrops([image_folder], crop=64, batch_size=2),
                       TrainConfig(steps=4, out_dir=run, resume=True, progress=False, device="cpu"))
     loaded = state["nets"]["codec"]
     for k, v in trainer.ema.state_dict().items():

@@ -179,7 +179,8 @@ class Trainer:
         if self.ema:
             # A checkpoint slimmed to one set of weights has no average: start it from the weights
             # just loaded, not from the random initialisation the shadow was copied from.
-            self.ema.load_state_dict(state["ema"] if "ema" in state else self.nets[self.task.ema_network].state_dict())
+            average = state.get("ema") or self.nets[self.task.ema_network].state_dict()
+            self.ema.load_state_dict(average)
         torch.set_rng_state(state["torch_rng"])
         rng = getattr(self.data, "rng", None)
         if isinstance(rng, np.random.Generator) and "data_rng" in state and self.world == 1:
