@@ -8,6 +8,8 @@ Python API::
     model = gancodec.load_model("hific-lite")             # the shipped codec
     clean = gancodec.restore("photo.jpg", task="jpeg")    # artefact / noise removal
     big = gancodec.upscale("small.png", scale=4, realism=0.5)
+    filled = gancodec.inpaint("photo.png", "mask.png")   # holes filled, the rest untouched
+    digits = gancodec.generate(16, seed=0)                # uint8 (16, 28, 28) MNIST digits
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CorruptFileError, ModelMismatchError, UserError
-from .zoo import available_models, load_enhancer, load_model
+from .limits import DEFAULT_MAX_PIXELS
+from .zoo import available_models, load_enhancer, load_generator, load_inpainter, load_model, load_model_for_file
 
 __version__ = "0.1.0"
 __all__ = [
-    "compress", "decompress", "restore", "upscale", "load_model", "load_enhancer", "available_models",
+    "compress", "decompress", "restore", "upscale", "generate", "load_model", "load_enhancer", "load_generator",
+    "available_models", "inpaint", "load_inpainter",
     "UserError", "CorruptFileError", "ModelMismatchError", "__version__",
 ]
 
@@ -36,21 +40,32 @@ def compress(
     *,
     target_bpp: float | None = None,
     model=None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    keep_metadata: bool = False,
 ) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to ``.gcz`` bytes.
 
     ``quality`` is continuous in [1, model.levels] (default 3); ``target_bpp`` instead searches
     the quality that gives that many bits per pixel. ``model`` is a name, a folder or a loaded
-    model (default: the shipped ``hific-lite``).
+    model (default: the shipped ``hific-lite``). Images are made upright (EXIF orientation) and
+    their ICC profile is kept; ``keep_metadata`` keeps EXIF too. Images above ``max_pixels``
+    (default ≈179 MP, Pillow's limit; None: none) are refused from their header.
     """
-    return _model(model).compress(image, quality=quality, target_bpp=target_bpp)
+    return _model(model).compress(image, quality=quality, target_bpp=target_bpp, max_pixels=max_pixels,
+                                  keep_metadata=keep_metadata)
 
 
-def decompress(data: bytes, *, decoder: str = "mse", model=None, exact: bool = True) -> np.ndarray:
+def decompress(
+    data: bytes, *, decoder: str = "mse", model=None, exact: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """Decode ``.gcz`` bytes to a uint8 array; ``decoder`` is ``"mse"`` (fidelity) or ``"gan"``.
     ``exact=False`` uses the float32 synthesis: faster, but pixels may differ in the last bit
-    between machines and thread counts (the fixed-point default is identical everywhere)."""
-    return _model(model).decompress(data, decoder=decoder, exact=exact)
+    between machines and thread counts (the fixed-point default is identical everywhere).
+    A file declaring more than ``max_pixels`` is refused before anything is decoded; its ICC
+    profile / EXIF are read with :func:`gancodec.codec.read_metadata`. Without ``model`` the
+    installed codec that wrote the file is used (any released version, found from its header)."""
+    codec = load_model_for_file(data) if model is None else _model(model)
+    return codec.decompress(data, decoder=decoder, exact=exact, max_pixels=max_pixels)
 
 
 def _enhancer(model, default: str, kind: str, scale: int | None = None):
@@ -75,3 +90,26 @@ def upscale(image, scale: int = 4, *, realism: float = 0.0, model=None) -> np.nd
         raise UserError(f"scale {scale} is not supported (use 2 or 4)")
     enhancer = _enhancer(model, f"sr-x{scale}-lite", "sr", scale)
     return enhancer.run(prepare_image(image).rgb, realism=realism)
+
+
+def generate(n: int, digit: int | None = None, seed: int | None = None, model=None,
+             truncation: float | None = None) -> np.ndarray:
+    """``n`` generated images as uint8 (n, H, W) — (n, H, W, 3) for a colour model. ``digit``
+    asks a class-conditional model for that digit (default model: ``mnist-dcgan-cond`` when a
+    digit is given, else ``mnist-dcgan``); the same ``seed`` and model give the same pixels;
+    ``truncation`` T redraws noise entries beyond ±T (cleaner, less varied samples)."""
+    gen = load_generator(model, conditional=digit is not None) if model is None or isinstance(model, str) else model
+    return gen.generate(n, digit=digit, seed=seed, truncation=truncation)
+
+
+def inpaint(image, mask, *, realism: float = 0.0, dilate: int = 0, model=None,
+            allow_empty: bool = False) -> np.ndarray:
+    """Fill the holes of an image (path, PIL image or uint8 array) where ``mask`` (a path, PIL
+    image or array of the image's size: non-zero / white = fill, or alpha when present) says;
+    every pixel outside the (``dilate``-grown) mask is returned unchanged. Greyscale in gives
+    greyscale out, alpha is carried over. ``realism`` blends the fidelity (0) and GAN (1)
+    weights. An empty mask is an error unless ``allow_empty``."""
+    from .inpainting import inpaint_image
+
+    inpainter = load_inpainter(model) if model is None or isinstance(model, str) else model
+    return inpaint_image(inpainter, image, mask, realism=realism, dilate_px=dilate, allow_empty=allow_empty)

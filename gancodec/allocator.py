@@ -1,31 +1,100 @@
-"""Process-wide memory allocator settings for the command-line tool and the trainer.
+"""Process-wide memory allocator settings: for the command-line tool, the trainer, and (scoped
+to each call) the library.
 
 Decoding and training allocate many short-lived tensors of tens to hundreds of MB. glibc serves
 each of those with a fresh ``mmap`` and unmaps it on free, so the next one page-faults its way
 in again, and a large share of the time goes to the kernel. Keeping freed blocks in the heap
 for reuse removes that cost (``benchmarks/codec_speed_memory.py --default-allocator`` shows the
-difference); the process's resident memory then
-stays at its high-water mark until it exits, which suits a command or a training run. A library
-user who wants the same can call :func:`tune_allocator` once.
+difference).
+
+* :func:`tune_allocator` sets this for the whole process; resident memory then stays at its
+  high-water mark until exit, which suits a command or a training run (the ``gancodec``
+  command calls it).
+* :func:`reuse_large_buffers` is what ``Codec.compress`` / ``decompress`` use, so a program
+  using the library gets the command's speed without keeping the memory: the setting holds
+  only while a call runs (nested and concurrent calls share one scope), and when the last
+  call ends glibc's default values come back and the freed memory is returned to the system
+  (``malloc_trim``). One trace remains: glibc stops moving its mmap threshold on its own once
+  a value was set, so it stays where it was (128 KiB unless the program had raised it).
+  It stays out of the way where the host has a say: after
+  :func:`tune_allocator`, when ``MALLOC_*`` / ``GLIBC_TUNABLES`` malloc settings are in the
+  environment, with ``GANCODEC_ALLOCATOR=off``, and on anything but glibc.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
+import os
 import sys
+import threading
+from collections.abc import Iterator
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_GLIBC_MMAP_MAX = 65536  # glibc's defaults (malloc.c: DEFAULT_MMAP_MAX, DEFAULT_TRIM_THRESHOLD)
+_GLIBC_TRIM_THRESHOLD = 128 * 1024
+
+_lock = threading.Lock()
+_process_tuned = False
+_scope_depth = 0
+_scope_applied = False
+
+
+@functools.cache
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return None
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return libc
+
+
+def _keep_freed_blocks(libc) -> bool:
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def tune_allocator() -> bool:
-    """Serve large blocks from the reusable heap instead of per-allocation mmap (glibc only).
-    Returns whether the setting was applied."""
-    if not sys.platform.startswith("linux"):
+    """Serve large blocks from the reusable heap instead of per-allocation mmap (glibc only),
+    for the rest of the process. Returns whether the setting was applied."""
+    global _process_tuned
+    libc = _libc()
+    if libc is None:
         return False
+    with _lock:
+        _process_tuned = _keep_freed_blocks(libc)
+        return _process_tuned
+
+
+def _host_has_a_say() -> bool:
+    if os.environ.get("GANCODEC_ALLOCATOR", "").lower() in ("off", "0", "no"):
+        return True
+    return any(k.startswith("MALLOC_") for k in os.environ) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
+
+
+@contextlib.contextmanager
+def reuse_large_buffers() -> Iterator[None]:
+    """Keep freed large blocks for reuse while the block runs; give them back after."""
+    global _scope_depth, _scope_applied
+    with _lock:
+        _scope_depth += 1
+        if _scope_depth == 1 and not _process_tuned and not _host_has_a_say():
+            libc = _libc()
+            _scope_applied = libc is not None and _keep_freed_blocks(libc)
     try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+        yield
+    finally:
+        with _lock:
+            _scope_depth -= 1
+            if _scope_depth == 0 and _scope_applied:
+                libc = _libc()
+                libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
+                libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_TRIM_THRESHOLD)
+                libc.malloc_trim(0)  # the memory the call used goes back to the system
+                _scope_applied = False

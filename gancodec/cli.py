@@ -14,6 +14,24 @@ from pathlib import Path
 from .allocator import tune_allocator
 from .errors import UserError
 from .evaluation.cli import add_subcommands as add_evaluation_commands
+from .generation.cli import add_subcommands as add_generation_commands
+from .generation.cli import add_train_subcommands as add_generation_train_commands
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options every ``gancodec train`` sub-command shares: where and how fast it runs."""
+    p.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 autocast + channels_last where the CPU/GPU has bf16 matrix units "
+                        "(AMX, AVX-512-BF16, CUDA), else fp32; weights and optimiser stay fp32")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="torch.compile the networks (~20-60 s of compilation first)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
+                   help="stop (with a checkpoint) after this many minutes; the lr decay then starts "
+                        "at --lr-decay-at of the time instead of the steps")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
 
 
 def _add_train(sub) -> None:
@@ -43,10 +61,7 @@ def _add_train(sub) -> None:
     c.add_argument("--r1", type=float, default=0.0, help="gan stage: R1 penalty weight")
     c.add_argument("--checkpoint-every", type=int, default=250)
     c.add_argument("--sample-every", type=int, default=500)
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    c.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda or cuda:N")
-    c.add_argument("--no-progress", action="store_true")
+    add_run_options(c)
     for what, help_ in (("restore", "train the restoration model (JPEG artefacts, noise, blur)"),
                         ("sr", "train the super-resolution model")):
         r = tsub.add_parser(what, help=help_)
@@ -59,6 +74,7 @@ def _add_train(sub) -> None:
         r.add_argument("--scale", type=int, default=4, help="sr: 2 or 4")
         r.add_argument("--width", type=int, default=32)
         r.add_argument("--blocks", type=int, default=2)
+        r.add_argument("--growth", type=int, default=16, help="sr: channels each dense layer adds (RRDB gc)")
         r.add_argument("--batch-size", type=int, default=8)
         r.add_argument("--crop", type=int, default=128, help="crop of the clean (high-resolution) image")
         r.add_argument("--lr", type=float, default=2e-4)
@@ -69,38 +85,70 @@ def _add_train(sub) -> None:
                            help="relative frequency of the jpeg / denoise / auto degradations (default: equal)")
         r.add_argument("--checkpoint-every", type=int, default=250)
         r.add_argument("--sample-every", type=int, default=500)
-        r.add_argument("--seed", type=int, default=0)
-        r.add_argument("--threads", type=int, default=0)
-        r.add_argument("--device", default="auto", help="auto (GPU if there is one), cpu, cuda or cuda:N")
-        r.add_argument("--no-progress", action="store_true")
+        add_run_options(r)
+    add_generation_train_commands(tsub, add_run_options)
+    _add_train_inpaint(tsub)
     e = tsub.add_parser("export", help="turn a training run into shippable weights (safetensors)")
     e.add_argument("run", help="run directory of the codec (rd or gan stage)")
     e.add_argument("--out", required=True, help="folder for model.safetensors + config.json")
     e.add_argument("--name", default=None, help="model name (default: the output folder's name)")
     e.add_argument("--weights", choices=["ema", "raw"], default="ema", help="which weights of the run")
+    e.add_argument("--model-version", default=None, metavar="X.Y",
+                   help="codec: the release's version, stored in config.json (reported by `gancodec info`)")
+
+
+def _max_pixels(text: str) -> int:
+    value = int(float(text))  # accepts 2e8
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (no limit) or a positive number of pixels")
+    return value
+
+
+def _add_max_pixels(p: argparse.ArgumentParser) -> None:
+    from .limits import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=_max_pixels, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger images, from their header (default {DEFAULT_MAX_PIXELS:,}; 0: no limit)")
+
+
+def _add_codec_common(p: argparse.ArgumentParser) -> None:
+    _add_max_pixels(p)
+    p.add_argument("--threads", type=int, default=0, help="torch threads in all (0: default)")
+    p.add_argument("--jobs", type=int, default=1, help="several inputs: files coded in parallel (processes)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="several inputs: code only share K (0..N-1) of N of the files sorted by relative path")
+    p.add_argument("--overwrite", action="store_true", help="several inputs: redo outputs that already exist")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def _add_codec(sub) -> None:
-    p = sub.add_parser("compress", help="compress an image to a .gcz file")
-    p.add_argument("input", help="image file (PNG, JPEG, ...; RGB, greyscale or with alpha)")
-    p.add_argument("-o", "--output", required=True, help="output .gcz file")
+    p = sub.add_parser("compress", help="compress images to .gcz files")
+    p.add_argument("input", nargs="+",
+                   help="image file(s) (PNG, JPEG, ...; RGB, greyscale or with alpha) or folders (recursive)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output .gcz file; a folder when several inputs or a folder are given")
     rate = p.add_mutually_exclusive_group()
     rate.add_argument("-q", "--quality", type=float, help="1 (smallest) .. levels (best); default 3")
     rate.add_argument("--target-bpp", type=float, help="search the quality that gives this many bits/pixel")
-    p.add_argument("--model", default=None, help="model name or folder (default: hific-lite)")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--model", default=None,
+                   help="model name or folder (default: hific-lite, the newest; hific-lite-v0.4: an older release)")
+    p.add_argument("--keep-metadata", action="store_true",
+                   help="also carry the EXIF block (the ICC colour profile is always kept)")
+    _add_codec_common(p)
 
-    p = sub.add_parser("decompress", help="decode a .gcz file to an image")
-    p.add_argument("input", help=".gcz file")
-    p.add_argument("-o", "--output", required=True, help="output image (.png recommended)")
+    p = sub.add_parser("decompress", help="decode .gcz files to images")
+    p.add_argument("input", nargs="+", help=".gcz file(s) or folders (recursive)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output image (.png recommended); a folder when several inputs or a folder are given")
     p.add_argument("--decoder", choices=["mse", "gan"], default="mse",
                    help="mse: highest fidelity; gan: realistic texture (same file)")
     p.add_argument("--fast", action="store_true",
                    help="float32 synthesis: faster, but pixels may differ in the last bit between machines")
-    p.add_argument("--model", default=None)
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--model", default=None,
+                   help="model name or folder (default: the installed model, any version, that wrote the file)")
+    _add_codec_common(p)
 
-    p = sub.add_parser("info", help="print the header of a .gcz file as JSON")
+    p = sub.add_parser("info", help="print the header of a .gcz file as JSON, with the installed model that decodes it")
     p.add_argument("input")
 
     p = sub.add_parser("demo", help="compress a bundled image at every quality and compare with JPEG")
@@ -123,6 +171,7 @@ def _add_enhance(sub) -> None:
     p.add_argument("--realism", type=float, default=0.0, help="0: fidelity model, 1: GAN model, between: blend")
     p.add_argument("--model", default=None, help=f"model name or folder (default: {DEFAULT_RESTORE})")
     p.add_argument("--threads", type=int, default=0)
+    _add_max_pixels(p)
     p = sub.add_parser("upscale", help="super-resolution ×2 or ×4")
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
@@ -130,6 +179,7 @@ def _add_enhance(sub) -> None:
     p.add_argument("--realism", type=float, default=0.0, help="0: fidelity model, 1: GAN model, between: blend")
     p.add_argument("--model", default=None, help="model name or folder (default: sr-x4-lite / sr-x2-lite)")
     p.add_argument("--threads", type=int, default=0)
+    _add_max_pixels(p)
 
 
 def _enhance(args) -> int:
@@ -144,10 +194,144 @@ def _enhance(args) -> int:
         raise UserError(f"no {name} weights in this installation: train a model with "
                         f"`gancodec train {kind}`, export it and pass --model FOLDER")
     model = load_enhancer(name, kind, scale)
-    rgb = to_rgb_array(open_image(args.input))
+    rgb = to_rgb_array(open_image(args.input, args.max_pixels))
     out = model.run(rgb, realism=args.realism, **({"task": args.task, "strength": args.strength}
                                                    if kind == "restore" else {}))
     save_image(args.output, out)
+    return 0
+
+
+def _add_train_inpaint(tsub) -> None:
+    p = tsub.add_parser("inpaint", help="train the inpainting model (stage fidelity, then gan)")
+    p.add_argument("--data", nargs="+", required=True, help="folder(s) of clean training images")
+    p.add_argument("--stage", choices=["fidelity", "gan"], default="fidelity")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--init", help="start from this run's weights (the fidelity run for --stage gan)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--width", type=int, default=32, help="channels after the stem (doubled per downsampling)")
+    p.add_argument("--downs", type=int, default=3, help="stride-2 stages")
+    p.add_argument("--blocks", type=int, default=4, help="FFC residual blocks")
+    p.add_argument("--ratio", type=float, default=0.75, help="share of channels on the Fourier branch")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3, help="generator learning rate")
+    p.add_argument("--disc-lr", type=float, default=1e-4)
+    p.add_argument("--lr-decay-at", type=float, default=0.8)
+    p.add_argument("--hole-weight", type=float, default=None,
+                   help="L1 weight on the hole (default: 1 for fidelity, 0.25 for gan)")
+    p.add_argument("--known-weight", type=float, default=0.1, help="L1 weight on the known pixels")
+    p.add_argument("--beta", type=float, default=0.1, help="gan stage: adversarial weight")
+    p.add_argument("--fm-weight", type=float, default=1.0, help="gan stage: feature-matching weight")
+    p.add_argument("--r1", type=float, default=0.001, help="gan stage: R1 penalty weight")
+    p.add_argument("--r1-every", type=int, default=4, help="gan stage: R1 every N steps (lazy, weight × N)")
+    p.add_argument("--gan-loss", choices=["ns", "hinge", "lsgan"], default="ns")
+    p.add_argument("--disc-width", type=int, default=64)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--sample-every", type=int, default=500)
+    add_run_options(p)
+    p.set_defaults(handler=_train_inpaint)
+
+
+def _train_inpaint(args) -> int:
+    from .training.run import train_inpaint
+
+    train_inpaint(args)
+    return 0
+
+
+def _add_inpaint(sub) -> None:
+    p = sub.add_parser(
+        "inpaint", help="fill holes: remove objects, repair scratches (pixels outside the mask are kept)",
+        description="Mask convention: an image of the same size, any mode; non-zero / white = fill; "
+                    "an alpha channel, when the mask has one that is not fully opaque, is used instead "
+                    "(painted = fill). Folder mode: --input DIR --mask DIR -o OUT_DIR, masks matched by "
+                    "file stem, outputs written as OUT_DIR/STEM.png.")
+    p.add_argument("image", nargs="?", help="input image (or --input DIR for a folder)")
+    p.add_argument("--input", dest="input_dir", help="folder of images (batch mode; --mask is then a folder)")
+    p.add_argument("-o", "--output", required=True, help="output image, or output folder in batch mode")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--mask", help="mask image (or folder of masks in batch mode)")
+    how.add_argument("--box", action="append", metavar="X,Y,W,H", help="rectangle to fill (repeatable)")
+    how.add_argument("--scratches", type=int, metavar="N", help="N synthetic scratches (a demo of repair)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --scratches")
+    p.add_argument("--dilate", type=int, default=0, metavar="PX", help="grow the mask by PX pixels")
+    p.add_argument("--realism", type=float, default=0.0, help="0: fidelity model, 1: GAN model, between: blend")
+    p.add_argument("--model", default=None, help="model name or folder (default: inpaint-lite)")
+    p.add_argument("--allow-empty", action="store_true", help="an empty mask copies the image instead of failing")
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(handler=_inpaint)
+
+
+def _inpaint_one(model, image_path, mask_arg, args, output) -> None:
+    import numpy as np
+
+    from .imageio import open_image, save_image
+    from .inpaint_masks import scratch_mask
+    from .inpainting import box_mask, inpaint_image, parse_box
+
+    img = open_image(image_path)
+    if args.box:
+        mask = box_mask([parse_box(b) for b in args.box], (img.height, img.width))
+    elif args.scratches is not None:
+        if args.scratches < 1:
+            raise UserError("--scratches must be at least 1")
+        mask = scratch_mask(img.height, img.width, args.scratches, np.random.default_rng(args.seed))
+    else:
+        mask = mask_arg
+    out = inpaint_image(model, img, mask, realism=args.realism, dilate_px=args.dilate,
+                        allow_empty=args.allow_empty)
+    save_image(output, out)
+
+
+def _inpaint(args) -> int:
+    from .zoo import load_inpainter
+
+    if (args.image is None) == (args.input_dir is None):
+        raise UserError("give one input image, or a folder with --input DIR")
+    model = load_inpainter(args.model)
+    if args.image is not None:
+        _inpaint_one(model, args.image, args.mask, args, args.output)
+        return 0
+    return _inpaint_folder(model, args)
+
+
+def _inpaint_folder(model, args) -> int:
+    """Batch mode (IOPaint's ``run``): one failure is reported and the others go on."""
+    from tqdm import tqdm
+
+    from .imageio import IMAGE_SUFFIXES
+
+    src = Path(args.input_dir)
+    if not src.is_dir():
+        raise UserError(f"input folder not found: {src}")
+    masks: dict[str, Path] = {}
+    if args.mask is not None:
+        mask_dir = Path(args.mask)
+        if not mask_dir.is_dir():
+            raise UserError(f"with --input DIR, --mask must be a folder: {mask_dir}")
+        masks = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    images = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise UserError(f"no images in {src}")
+    out_dir = Path(args.output)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
+    failed = 0
+    for path in tqdm(images, desc="inpaint", unit="image", dynamic_ncols=True):
+        try:
+            mask = masks.get(path.stem)
+            if args.mask is not None and mask is None:
+                raise UserError(f"no mask named {path.stem}.* in {args.mask}")
+            _inpaint_one(model, path, mask, args, out_dir / f"{path.stem}.png")
+        except UserError as exc:
+            failed += 1
+            tqdm.write(f"gancodec: error: {path.name}: {exc}", file=sys.stderr)
+    if failed:
+        print(f"gancodec: {failed} of {len(images)} images failed", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -156,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_codec(sub)
     add_evaluation_commands(sub)
+    add_generation_commands(sub)
     _add_enhance(sub)
+    _add_inpaint(sub)
     _add_train(sub)
     return parser
 
@@ -168,37 +354,58 @@ def _read_input(path: str) -> bytes:
     return p.read_bytes()
 
 
+def _is_batch(args) -> bool:
+    """Several inputs, a folder, or an existing folder as output: the whole-folder form."""
+    return len(args.input) > 1 or Path(args.input[0]).is_dir() or Path(args.output).is_dir()
+
+
+def _batch(args) -> int:
+    from .batch import run
+
+    options = {"model": args.model, "max_pixels": args.max_pixels}
+    if args.command == "compress":
+        options |= {"quality": args.quality, "target_bpp": args.target_bpp, "keep_metadata": args.keep_metadata}
+    else:
+        options |= {"decoder": args.decoder, "fast": args.fast}
+    return run(args.command, args.input, args.output, options, jobs=args.jobs, threads=args.threads,
+               shard=args.shard, overwrite=args.overwrite, progress=not args.no_progress)
+
+
 def _compress(args) -> int:
-    import gancodec
+    from .batch import compress_one
 
-    from .imageio import write_bytes
-
-    model = gancodec.load_model(args.model or "hific-lite")
-    data = model.compress(args.input, quality=args.quality, target_bpp=args.target_bpp)
-    write_bytes(args.output, data)
-    info = _info_dict(data)
+    if _is_batch(args):
+        return _batch(args)
+    compress_one(Path(args.input[0]), Path(args.output), {
+        "model": args.model, "quality": args.quality, "target_bpp": args.target_bpp,
+        "max_pixels": args.max_pixels, "keep_metadata": args.keep_metadata})
+    info = _info_dict(Path(args.output).read_bytes())
     print(json.dumps({"output": args.output} | {k: info[k] for k in ("width", "height", "quality", "bytes", "bpp")}))
     return 0
 
 
 def _decompress(args) -> int:
-    import gancodec
+    from .batch import decompress_one
 
-    from .imageio import save_image
-
-    data = _read_input(args.input)
-    model = gancodec.load_model(args.model or _info_dict(data)["model"])
-    save_image(args.output, model.decompress(data, decoder=args.decoder, exact=not args.fast))
+    if _is_batch(args):
+        return _batch(args)
+    src = Path(args.input[0])
+    if not src.is_file():
+        raise UserError(f"input file not found: {src}")
+    decompress_one(src, Path(args.output), {"model": args.model, "decoder": args.decoder, "fast": args.fast,
+                                            "max_pixels": args.max_pixels})
     return 0
 
 
 def _info_dict(data: bytes) -> dict:
     from .bitstream import Container
 
-    h = Container.from_bytes(data).header
-    names = ["z", "z_escapes", "y", "y_escapes", "alpha"][: len(h.stream_lengths)]
+    container = Container.from_bytes(data)
+    h = container.header
+    names = ["z", "z_escapes", "y", "y_escapes", "alpha"][: len(container.streams)]
+    names += [tag.decode("ascii", "replace").lower() for tag in container.extensions]  # icc, exif
     return {
-        "format_version": data[4],
+        "format_version": h.version,
         "model": h.model,
         "weights_hash": h.weights_hash.hex(),
         "width": h.width,
@@ -211,8 +418,24 @@ def _info_dict(data: bytes) -> dict:
     }
 
 
+def _model_facts(data: bytes) -> dict:
+    """Which installed codec decodes the file (its release and folder), read from configs only:
+    ``info`` never loads weights. A file no installed model can decode says so."""
+    from .bitstream import Container
+    from .errors import ModelMismatchError
+    from .zoo import find_codec
+
+    h = Container.from_bytes(data).header
+    try:
+        entry = find_codec(h.model, h.weights_hash)
+    except ModelMismatchError as exc:
+        return {"model_version": None, "model_folder": None, "model_installed": False, "model_note": str(exc)}
+    return {"model_version": entry.version, "model_folder": str(entry.folder), "model_installed": True}
+
+
 def _info(args) -> int:
-    info = _info_dict(_read_input(args.input))
+    data = _read_input(args.input)
+    info = _info_dict(data) | _model_facts(data)
     print(json.dumps(info, indent=2))
     return 0
 
@@ -249,7 +472,8 @@ def _run(args) -> int:
     if args.command == "train" and args.what == "export":
         from .zoo.export import export_run
 
-        path = export_run(Path(args.run), Path(args.out), name=args.name, ema=args.weights == "ema")
+        path = export_run(Path(args.run), Path(args.out), name=args.name, ema=args.weights == "ema",
+                          version=args.model_version)
         print(json.dumps({"exported": str(path)}))
         return 0
     raise UserError(f"unknown command {args.command}")

@@ -8,7 +8,13 @@ identical everywhere; only the analysis (encoder side) runs in float32. Both are
 overlap so memory stays bounded on large images.
 
 Colour handling: RGB is coded as is; greyscale is coded through the RGB model and decoded back
-to one channel; an alpha channel is stored losslessly (PNG/deflate) in its own stream.
+to one channel; an alpha channel is stored losslessly (PNG/deflate) in its own stream. An ICC
+profile (always) and EXIF (on request) travel in optional metadata streams.
+
+Hostile files: the container is validated before decoding (:mod:`gancodec.bitstream`), the
+declared size is checked against ``max_pixels`` before anything of that size is allocated, and
+every other value that drives work or memory (escape values, the alpha plane's declared size)
+is checked against what a valid file can hold.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import hashlib
 import io
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +32,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from .bitstream import ColorMode, Container, Header
+from .allocator import reuse_large_buffers
+from .bitstream import TAG_EXIF, TAG_ICC, ColorMode, Container, Header, core_stream_count, is_icc_profile, is_tiff_exif
 from .entropy import coder
 from .entropy.coder import TableSet
-from .errors import ModelMismatchError, UserError
-from .imageio import has_alpha, is_greyscale, open_image, to_rgb_array
+from .errors import CorruptFileError, ModelMismatchError, UserError
+from .imageio import apply_orientation, has_alpha, is_greyscale, open_image, to_rgb_array
+from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite
 from .models.integer import ExactSynthesis, IntegerHyperSynthesis, upsampling_start
 from .tiling import run_tiled, run_tiled_two_stage
@@ -44,14 +53,39 @@ class PreparedImage:
     rgb: np.ndarray  # (H, W, 3) uint8
     mode: ColorMode
     alpha: np.ndarray | None
+    icc_profile: bytes | None = None
+    exif: bytes | None = None  # TIFF structure, orientation reset to 1
 
 
-def prepare_image(image) -> PreparedImage:
-    """Accept a path, a PIL image or a uint8 array (H, W), (H, W, 1|2|3|4)."""
+# ICC colour spaces (header bytes 16..20) that describe the pixels we decode: a CMYK or Lab
+# profile would be wrong once the image is converted to RGB, so it is dropped.
+_ICC_SPACES = {False: b"RGB ", True: b"GRAY"}
+
+
+def _metadata(image: Image.Image, grey: bool, keep_exif: bool) -> tuple[bytes | None, bytes | None]:
+    icc = image.info.get("icc_profile")
+    if not (isinstance(icc, bytes) and is_icc_profile(icc) and icc[16:20] == _ICC_SPACES[grey]):
+        icc = None
+    exif = image.info.get("exif") if keep_exif else None
+    if isinstance(exif, bytes) and exif.startswith(b"Exif\x00\x00"):
+        exif = exif[6:]  # JPEG's APP1 prefix; the format stores the TIFF structure
+    if not (isinstance(exif, bytes) and is_tiff_exif(exif)):
+        exif = None
+    return icc, exif
+
+
+def prepare_image(image, max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_metadata: bool = False) -> PreparedImage:
+    """Accept a path, a PIL image or a uint8 array (H, W), (H, W, 1|2|3|4). Images are made
+    upright (EXIF orientation); their ICC profile is kept, and with ``keep_metadata`` their
+    EXIF too. Anything above ``max_pixels`` (None: no limit) is refused."""
+    icc = exif = None
     if isinstance(image, (str, Path)):
-        image = open_image(image)
+        image = open_image(image, max_pixels)
     if isinstance(image, Image.Image):
+        check_pixels(*image.size, max_pixels)
+        image = apply_orientation(image)
         grey = is_greyscale(image)
+        icc, exif = _metadata(image, grey, keep_metadata)
         alpha = np.asarray(image.convert("RGBA").getchannel("A")) if has_alpha(image) else None
         rgb = to_rgb_array(image)
     else:
@@ -62,6 +96,7 @@ def prepare_image(image) -> PreparedImage:
             arr = arr[..., None]
         if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
             raise UserError(f"unsupported image array shape {arr.shape}")
+        check_pixels(arr.shape[1], arr.shape[0], max_pixels)
         grey = arr.shape[2] in (1, 2)
         alpha = arr[..., -1] if arr.shape[2] in (2, 4) else None
         colour = arr[..., :1] if grey else arr[..., :3]
@@ -75,7 +110,7 @@ def prepare_image(image) -> PreparedImage:
         raise UserError("image is empty")
     if max(h, w) > 65535:
         raise UserError(f"image is {w}×{h}; the format allows at most 65535 pixels on a side")
-    return PreparedImage(np.ascontiguousarray(rgb), mode, alpha)
+    return PreparedImage(np.ascontiguousarray(rgb), mode, alpha, icc, exif)
 
 
 class Codec:
@@ -89,12 +124,23 @@ class Codec:
     tail_margin = 3
 
     def __init__(self, name: str, folder: Path):
-        self.name = name
         self.folder = folder
         weights_path = folder / "model.safetensors"
         self.meta = json.loads((folder / "config.json").read_text())
+        # The config's name is the one written into files: an archived release kept in a folder
+        # such as hific-lite-v0.4 still writes (and reads) "hific-lite", as it did when current.
+        self.name = str(self.meta.get("name", name))
+        # Files written before headers carried the config's name carry the folder's name.
+        self.names = (self.name, folder.name)
+        self.version: str | None = str(self.meta["version"]) if self.meta.get("version") else None
         self.config = CodecConfig.from_dict(self.meta["codec_config"])
         self.weights_hash = hashlib.sha256(weights_path.read_bytes()).digest()[:8]
+        stored = self.meta.get("weights_hash")
+        if stored is not None and stored != self.weights_hash.hex():
+            # The stored hash is what finds this folder for a file (gancodec.zoo.find_codec):
+            # a stale one would send files to the wrong weights or to none.
+            raise UserError(f"model {folder}: config.json says weights_hash {stored} but model.safetensors "
+                            f"hashes to {self.weights_hash.hex()} (re-export, or fix config.json)")
         tensors = load_file(str(weights_path))
         self.net = HiFiCLite(self.config)
         if any(k.startswith("g_s_gan.") for k in tensors):
@@ -182,18 +228,26 @@ class Codec:
             streams.append(buf.getvalue())
         h, w = img.rgb.shape[:2]
         header = Header(self.name, self.weights_hash, w, h, img.mode, quality_milli)
-        return Container(header, streams).to_bytes()
+        # Without metadata the file is version 1, byte for byte what earlier versions wrote.
+        extensions = {tag: v for tag, v in ((TAG_ICC, img.icc_profile), (TAG_EXIF, img.exif)) if v is not None}
+        return Container(header, streams, extensions).to_bytes()
 
-    def compress(self, image, quality: float | None = None, target_bpp: float | None = None) -> bytes:
-        """Compress to ``.gcz`` bytes at a quality in [1, levels] or at a target bits/pixel."""
+    def compress(
+        self, image, quality: float | None = None, target_bpp: float | None = None, *,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_metadata: bool = False,
+    ) -> bytes:
+        """Compress to ``.gcz`` bytes at a quality in [1, levels] or at a target bits/pixel.
+        Images above ``max_pixels`` (None: no limit) are refused before they are decoded. The
+        ICC profile is kept; ``keep_metadata`` keeps the EXIF block too."""
         if quality is not None and target_bpp is not None:
             raise UserError("give either a quality or a target bpp, not both")
-        img = prepare_image(image)
-        y = self.analyse(img.rgb)
-        if target_bpp is None:
-            q = self._check_quality(3.0 if quality is None else quality)
-            return self._container(img, q, self._code_latent(y, q))
-        return self._search_bpp(img, y, target_bpp)
+        img = prepare_image(image, max_pixels, keep_metadata)
+        with reuse_large_buffers():
+            y = self.analyse(img.rgb)
+            if target_bpp is None:
+                q = self._check_quality(3.0 if quality is None else quality)
+                return self._container(img, q, self._code_latent(y, q))
+            return self._search_bpp(img, y, target_bpp)
 
     def _search_bpp(self, img: PreparedImage, y: torch.Tensor, target_bpp: float) -> bytes:
         """Bisection over the continuous quality knob; the analysis transform runs once."""
@@ -222,7 +276,7 @@ class Codec:
 
     # -- decoder ---------------------------------------------------------------------------------
     def check_header(self, header: Header) -> None:
-        if header.model != self.name or header.weights_hash != self.weights_hash:
+        if header.model not in self.names or header.weights_hash != self.weights_hash:
             raise ModelMismatchError(
                 f"file was made by model {header.model}@{header.weights_hash.hex()}, "
                 f"but {self.model_id} is loaded"
@@ -231,16 +285,24 @@ class Codec:
             raise ModelMismatchError(f"file quality {header.quality} is outside this model's range")
 
     @torch.no_grad()
-    def decode_latent(self, container: Container) -> torch.Tensor:
+    def decode_latent(self, container: Container, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
         h = container.header
         self.check_header(h)
-        if len(container.streams) != 4 + int(h.mode.has_alpha):
+        check_pixels(h.width, h.height, max_pixels, what="file's image")
+        if len(container.streams) != core_stream_count(h.mode):
             raise ModelMismatchError("file has an unexpected number of streams")
         z_stream, z_esc, y_stream, y_esc = container.streams[:4]
         hp, wp = -(-h.height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-h.width // PAD_MULTIPLE) * PAD_MULTIPLE
         z_shape = (1, self.config.hyper_channels, hp // 64, wp // 64)
         z_int = coder.decode(z_stream, z_esc, self._z_indices(z_shape), self.z_tables)
-        means, indices = self.hyper(torch.from_numpy(z_int).double())
+        # The encoder clamps ẑ to ±Z_CLAMP; a larger escape value can only be forged, and could
+        # push the integer hyper-synthesis out of its exact range.
+        if z_int.size and np.abs(z_int).max() > Z_CLAMP:
+            raise CorruptFileError("entropy-coded data is damaged (hyper-latent out of range)")
+        try:
+            means, indices = self.hyper(torch.from_numpy(z_int).double())
+        except ArithmeticError:
+            raise CorruptFileError("entropy-coded data is damaged (hyper-latent out of range)") from None
         symbols = coder.decode(y_stream, y_esc, indices.numpy(), self.y_tables)
         _, inv_gain = self._gains(h.quality_milli)
         # Exact in float64: integers plus dyadic means, times a dyadic gain.
@@ -273,23 +335,57 @@ class Codec:
 
         return run_tiled_two_stage(head, tail, y_hat, 16, self.tile, head_margin, self.tail_tile, self.tail_margin)
 
-    def decompress(self, data: bytes, decoder: str = "mse", exact: bool = True) -> np.ndarray:
+    def decompress(
+        self, data: bytes, decoder: str = "mse", exact: bool = True, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ) -> np.ndarray:
         """Decode to a uint8 array: (H, W, 3) RGB, (H, W) grey, (H, W, 4) RGBA or (H, W, 2) LA.
-        ``exact=False`` trades bit-exact pixels for a faster float32 synthesis."""
+        ``exact=False`` trades bit-exact pixels for a faster float32 synthesis. A file declaring
+        more than ``max_pixels`` pixels (None: no limit) is refused before anything is decoded.
+        The metadata streams (ICC profile, EXIF) are read with :func:`read_metadata`."""
         container = Container.from_bytes(data)
         h = container.header
-        pixels = self.synthesise(self.decode_latent(container), decoder, exact, to_uint8=True)
+        self.check_header(h)
+        check_pixels(h.width, h.height, max_pixels, what="file's image")
+        if decoder not in self.decoders:  # before the entropy decoding, not after
+            raise UserError(f"decoder must be one of {', '.join(self.decoders)}, got {decoder!r}")
+        alpha = self._decode_alpha(container) if h.mode.has_alpha else None  # cheap checks first
+        with reuse_large_buffers():
+            pixels = self.synthesise(self.decode_latent(container, max_pixels), decoder, exact, to_uint8=True)
         rgb = pixels[0, :, : h.height, : h.width].permute(1, 2, 0).numpy()
         if h.mode.is_grey:
             out = np.round(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)[..., None]
         else:
             out = rgb
-        if h.mode.has_alpha:
-            try:
-                alpha = np.asarray(Image.open(io.BytesIO(container.streams[4])).convert("L"))
-            except OSError:
-                raise ModelMismatchError("alpha stream is damaged") from None
-            if alpha.shape != (h.height, h.width):
-                raise ModelMismatchError("alpha stream has the wrong size")
+        if alpha is not None:
             out = np.concatenate([out, alpha[..., None]], axis=2)
         return out[..., 0] if out.shape[2] == 1 else np.ascontiguousarray(out)
+
+    @staticmethod
+    def _decode_alpha(container: Container) -> np.ndarray:
+        """The alpha plane: a PNG whose declared size must be the image's (checked from its
+        header, before Pillow inflates anything, so a deflate bomb is refused unread)."""
+        h = container.header
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                png = Image.open(io.BytesIO(container.streams[4]), formats=["PNG"])
+                if png.size != (h.width, h.height):
+                    raise CorruptFileError("alpha stream has the wrong size")
+                png.load()
+                return np.asarray(png if png.mode == "L" else png.convert("L"))
+        except CorruptFileError:
+            raise
+        except Exception:  # noqa: BLE001 - Pillow raises many types on damaged data; all mean one thing
+            raise CorruptFileError("alpha stream is damaged") from None
+
+
+def read_metadata(data: bytes) -> dict[str, bytes]:
+    """The metadata a ``.gcz`` file carries, ready for Pillow's ``save``: ``icc_profile`` and
+    ``exif`` (with the ``Exif\\0\\0`` prefix JPEG needs; PNG/WebP writers accept it too)."""
+    container = Container.from_bytes(data)
+    out: dict[str, bytes] = {}
+    if container.icc_profile is not None:
+        out["icc_profile"] = container.icc_profile
+    if container.exif is not None:
+        out["exif"] = b"Exif\x00\x00" + container.exif
+    return out

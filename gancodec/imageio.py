@@ -1,41 +1,121 @@
 """The one image I/O layer every command uses: reading, mode handling and atomic writes.
 
 Reading normalises any Pillow-readable file to an 8-bit array and remembers whether it was
-greyscale. Writing always goes to a temporary file in the destination folder followed by a
-rename, so an interrupted or failed command never leaves a half-written output behind.
+greyscale. It checks the size the file declares against a pixel limit before decoding a single
+pixel (:mod:`gancodec.limits`), and applies the EXIF orientation, as photo viewers do, so a
+phone photo is coded the way it is seen. Writing always goes to a temporary file in the
+destination folder followed by a rename, so an interrupted or failed command never leaves a
+half-written output behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import struct
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
+from .limits import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels, resolve
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-Image.MAX_IMAGE_PIXELS = 400_000_000  # large photos are fine; decompression bombs are not
+ORIENTATION_TAG = 0x0112
 
 
-def open_image(path: str | Path) -> Image.Image:
+def _let_pillow_open(max_pixels: int | None) -> None:
+    """Pillow refuses images above 2 × ``Image.MAX_IMAGE_PIXELS`` with its own exception while
+    opening. Our limit is the one that applies (with our message), so Pillow's threshold is
+    raised when it is lower than ours; it is never lowered, so a host program that set its own
+    keeps at least that much room."""
+    if Image.MAX_IMAGE_PIXELS is None:
+        return
+    limit = resolve(max_pixels)
+    if limit is None:
+        Image.MAX_IMAGE_PIXELS = None
+    elif 2 * Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = -(-limit // 2)
+
+
+def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and decode an image file, upright (EXIF orientation applied). A file declaring more
+    than ``max_pixels`` pixels is refused from its header, before its pixels are decoded."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"input file not found: {path}")
     if path.is_dir():
         raise UserError(f"input is a folder, not an image: {path}")
+    _let_pillow_open(max_pixels)
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides
+            img = Image.open(path)
+        check_pixels(*img.size, max_pixels, what=f"image {path}")  # header only so far
         img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"cannot read image {path}: {exc}") from None
+        img = apply_orientation(img)
+    except ImageTooLargeError:
+        raise
     except Image.DecompressionBombError as exc:
-        raise UserError(f"image {path} is too large: {exc}") from None
+        # Pillow's check ran first (it only can for images above our limit too): same refusal,
+        # our wording. Its message carries the pixel count but not the sides.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        count = f"{int(found.group(1)) / 1e6:.1f} MP" if found else "too many pixels"
+        limit = resolve(max_pixels)
+        raise ImageTooLargeError(
+            f"image {path} has {count}, above the limit of {(limit or 0) / 1e6:.1f} MP "
+            "(raise it with --max-pixels or max_pixels=)"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise UserError(f"cannot read image {path}: {exc}") from None
     return img
+
+
+def apply_orientation(img: Image.Image) -> Image.Image:
+    """The image as it is meant to be seen: EXIF orientation 2..8 applied to the pixels, and
+    the orientation in the kept EXIF reset to 1 so nothing downstream rotates it twice."""
+    try:
+        orientation = img.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block must not make the pixels unreadable
+        return img
+    if orientation in (1, None) or orientation not in range(2, 9):
+        return img  # upright already (and no copy of a possibly large image)
+    raw_exif = img.info.get("exif")
+    upright = ImageOps.exif_transpose(img)
+    if isinstance(raw_exif, bytes):
+        # Pillow rewrites the EXIF block without the tag; patching the original instead keeps
+        # every other tag (maker notes, GPS, ...) byte for byte.
+        patched = reset_orientation(raw_exif)
+        if patched is not None:
+            upright.info["exif"] = patched
+    return upright
+
+
+def reset_orientation(exif: bytes) -> bytes | None:
+    """EXIF bytes (TIFF structure, with or without the JPEG ``Exif\\0\\0`` prefix) with the
+    orientation of IFD0 set to 1, or None when the block cannot be parsed."""
+    prefix = b"Exif\x00\x00" if exif.startswith(b"Exif\x00\x00") else b""
+    tiff = bytearray(exif[len(prefix):])
+    order = {b"II": "<", b"MM": ">"}.get(bytes(tiff[:2]))
+    if order is None or len(tiff) < 8:
+        return None
+    try:
+        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
+        (count,) = struct.unpack_from(order + "H", tiff, ifd)
+        for i in range(count):
+            entry = ifd + 2 + 12 * i
+            tag, kind, n = struct.unpack_from(order + "HHI", tiff, entry)
+            if tag == ORIENTATION_TAG and kind == 3 and n == 1:  # SHORT, stored in the entry
+                struct.pack_into(order + "H", tiff, entry + 8, 1)
+                return prefix + bytes(tiff)
+    except struct.error:
+        return None
+    return prefix + bytes(tiff)  # no orientation tag: nothing to reset
 
 
 def has_alpha(img: Image.Image) -> bool:
@@ -55,8 +135,8 @@ def to_rgb_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
-def load_rgb_array(path: str | Path) -> np.ndarray:
-    return to_rgb_array(open_image(path))
+def load_rgb_array(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    return to_rgb_array(open_image(path, max_pixels))
 
 
 @contextlib.contextmanager

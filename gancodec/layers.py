@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import fp32
+
 
 class LowerBound(torch.autograd.Function):
     """max(x, bound) whose gradient still flows when it pushes x upward (Ballé's trick)."""
@@ -48,6 +50,7 @@ class GDN(nn.Module):
         self.beta = nn.Parameter(torch.sqrt(torch.ones(channels) + self._pedestal))
         self.gamma = nn.Parameter(torch.sqrt(gamma_init * torch.eye(channels) + self._pedestal))
 
+    @fp32  # a sum of squares under a square root: bf16's 8-bit mantissa is not enough
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels = x.shape[1]
         beta = lower_bound(self.beta, self._beta_bound) ** 2 - self._pedestal

@@ -109,7 +109,10 @@ def decode(stream: bytes, escapes: bytes, indices: np.ndarray, tables: TableSet)
     escape_values = np.frombuffer(escapes, dtype="<i4").astype(np.int64)
     order, counts = _group(indices, len(tables))
     models = tables.models()
-    coder = constriction.stream.stack.AnsCoder(words)
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+    except ValueError as exc:  # e.g. "ANS compressed data never ends in a zero word" (found by fuzzing)
+        raise CorruptFileError(f"entropy-coded data is damaged ({exc})") from None
     out_sorted = np.empty(indices.size, dtype=np.int64)
     start = 0
     used_escapes = 0

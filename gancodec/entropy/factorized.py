@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import lower_bound
+from ..precision import fp32
 
 
 class FactorizedPrior(nn.Module):
@@ -41,6 +42,7 @@ class FactorizedPrior(nn.Module):
                 logits = logits + torch.tanh(self.factors[i]) * torch.tanh(logits)
         return logits
 
+    @fp32  # the rate term: computed in float32 even inside a bf16 training step
     def likelihood(self, z: torch.Tensor) -> torch.Tensor:
         """Probability mass of the unit bin around each (noisy) value of ``z`` (B, C, H, W)."""
         b, c, h, w = z.shape

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..layers import lower_bound
+from ..precision import fp32
 
 SCALE_MIN = 0.11
 SCALE_MAX = 64.0
@@ -36,6 +37,7 @@ def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
 
 
 class GaussianConditional(nn.Module):
+    @fp32  # the rate is -log2 of a difference of CDFs: in bf16 small probabilities round to 0
     def forward(
         self, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor, noise: bool
     ) -> torch.Tensor:

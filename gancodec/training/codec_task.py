@@ -55,7 +55,7 @@ class CodecRDTask(Task):
         q = random_quality(batch.shape[0], self.model.config.levels, batch.device)
         lam = lambda_for_quality(self.model.config.lambdas, q)
         out = nets["codec"](batch, q)
-        mse = F.mse_loss(out["x_hat"], batch, reduction="none").flatten(1).mean(1)
+        mse = F.mse_loss(out["x_hat"].float(), batch, reduction="none").flatten(1).mean(1)
         bpp = bits_per_pixel(out, batch.shape[-2] * batch.shape[-1])
         loss = (lam * 255**2 * mse + bpp).mean()
         opts["codec"].zero_grad(set_to_none=True)
@@ -112,12 +112,12 @@ class CodecGANTask(Task):
         lam = lambda_for_quality(codec.config.lambdas, q)
         with torch.no_grad():
             y_hat = codec.encode_latents(batch, q)["y_hat"]
-        fake = generator(y_hat)
+        fake = generator(y_hat).float()  # losses in fp32 under a bf16 autocast step
 
         # Discriminator: real and fake in one forward so DDP sees one pass per backward.
         real_in = batch.detach().requires_grad_(self.r1_weight > 0)
         logits, _ = disc(torch.cat([real_in, fake.detach()]), torch.cat([y_hat, y_hat]))
-        real_logits, fake_logits = logits[:n], logits[n:]
+        real_logits, fake_logits = logits[:n].float(), logits[n:].float()
         d_loss = losses.d_loss(self.gan_loss, real_logits, fake_logits)
         if self.r1_weight > 0:
             d_loss = d_loss + self.r1_weight * 0.5 * losses.r1_penalty(real_logits, real_in)
@@ -127,7 +127,8 @@ class CodecGANTask(Task):
 
         # Generator.
         logits, feats = disc(torch.cat([batch, fake]), torch.cat([y_hat, y_hat]))
-        real_logits, fake_logits = logits[:n], logits[n:]
+        real_logits, fake_logits = logits[:n].float(), logits[n:].float()
+        feats = [f.float() for f in feats]
         g_adv = losses.g_loss(self.gan_loss, fake_logits, real_logits)
         fm = losses.feature_matching([f[:n] for f in feats], [f[n:] for f in feats])
         mse = F.mse_loss(fake, batch, reduction="none").flatten(1).mean(1)

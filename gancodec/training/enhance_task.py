@@ -110,7 +110,7 @@ class EnhanceTask(Task):
     def train_step(self, batch, nets, opts, step):
         x, cond, target = self.make_pair(batch)
         gen = nets["generator"]
-        fake = self._generate(gen, x, cond)
+        fake = self._generate(gen, x, cond).float()  # losses in fp32 under a bf16 autocast step
         l1 = F.l1_loss(fake, target)
         scalars = {"l1": l1.item()}
         if self.stage == "fidelity":
@@ -121,11 +121,13 @@ class EnhanceTask(Task):
             disc, n = nets["disc"], batch.shape[0]
             c = self._condition(x, target.shape[-2:])
             logits, _ = disc(torch.cat([target, fake.detach()]), torch.cat([c, c]))
+            logits = logits.float()
             d_loss = losses.d_loss(self.gan_loss, logits[:n], logits[n:])
             opts["disc"].zero_grad(set_to_none=True)
             d_loss.backward()
             opts["disc"].step()
             logits, feats = disc(torch.cat([target, fake]), torch.cat([c, c]))
+            logits, feats = logits.float(), [f.float() for f in feats]
             g_adv = losses.g_loss(self.gan_loss, logits[n:], logits[:n])
             fm = losses.feature_matching([f[:n] for f in feats], [f[n:] for f in feats])
             g_loss = l1 + self.beta * (g_adv + self.fm_weight * fm)

@@ -42,6 +42,8 @@ def _fit(task, args, rank: int, metadata: dict) -> None:
         steps=args.steps, out_dir=Path(args.out), checkpoint_every=args.checkpoint_every,
         sample_every=args.sample_every, resume=args.resume, progress=not args.no_progress,
         lr_decay_at=args.lr_decay_at, device=args.device,
+        precision=getattr(args, "precision", "auto"), compile=getattr(args, "compile", False),
+        max_seconds=60 * args.time_budget if getattr(args, "time_budget", None) else None,
     ), metadata=metadata).fit()
 
 
@@ -99,7 +101,7 @@ def train_enhance(args) -> Path:
         if kind == "sr" and args.scale not in (2, 4):
             raise UserError("--scale must be 2 or 4")
         config = EnhanceConfig(kind=kind, scale=args.scale if kind == "sr" else 1, width=args.width,
-                               blocks=args.blocks)
+                               blocks=args.blocks, growth=getattr(args, "growth", 16))
     task_mix = getattr(args, "task_mix", None)  # restore only
     try:
         task = EnhanceTask(config, generator, stage=args.stage, lr=args.lr, beta=args.beta, seed=args.seed + rank,
@@ -110,4 +112,130 @@ def train_enhance(args) -> Path:
     if task_mix is not None:
         meta["task_mix"] = list(task_mix)
     _fit(task, args, rank, meta)
+    return out
+
+
+def load_gan_checkpoint(path: Path, ema: bool = True):
+    """(GANConfig, generator with its EMA weights if ``ema`` and kept, checkpoint state) of a gan run."""
+    from ..models.dcgan import GANConfig
+
+    ckpt = path / "checkpoint.pt" if path.is_dir() else path
+    if not ckpt.exists():
+        raise UserError(f"no checkpoint at {ckpt}")
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if state.get("kind") != "gan":
+        raise UserError(f"{ckpt} is not a gan run")
+    config = GANConfig.from_dict(state["config"])
+    generator = config.build_generator()
+    generator.load_state_dict(state["ema"] if ema and "ema" in state else state["nets"]["generator"])
+    return config, generator.eval(), state
+
+
+def train_gan(args) -> Path:
+    """``gancodec train gan``: a DCGAN-family generator on MNIST (``mnist:DIR``) or an image folder."""
+    from ..generation.data import is_mnist_spec, load_mnist, mnist_folder, open_training_data, to_tensor
+    from ..models.dcgan import GANConfig
+    from .gan_task import RECIPES, Evaluator, GANTask
+
+    rank, _ = init_distributed(args.device)
+    torch.manual_seed(args.seed + rank)
+    out = Path(args.out)
+    loss, conditional, sn = args.loss, args.conditional, args.spectral_norm
+    ckpt = out / "checkpoint.pt"
+    if args.resume and ckpt.exists():  # the run's own settings win over the command line's
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        loss, conditional = state["loss"], state["config"]["num_classes"] > 0
+        sn = state["config"]["spectral_norm"]
+    if args.eval_every and args.eval_every % args.log_every:
+        raise UserError(f"--eval-every must be a multiple of --log-every ({args.log_every})")
+    n_critic = args.n_critic or RECIPES[loss][3]
+    data = open_training_data(args.data, args.size, args.batch_size * n_critic, seed=args.seed + rank)
+    if conditional and not data.has_labels:
+        raise UserError("--conditional needs labelled data (mnist:DIR); an image folder has no classes")
+    config = GANConfig(size=data.size, channels=data.channels, nz=args.nz, width=args.width,
+                       num_classes=10 if conditional else 0, spectral_norm=sn, began=loss == "began")
+    evaluator = None
+    folder = mnist_folder(args.data) if is_mnist_spec(args.data) else None
+    if args.eval_every and folder is not None and data.size == 28:
+        held, _ = load_mnist(f"mnist:{folder}", "heldout")
+        evaluator = Evaluator(to_tensor(held), n=args.eval_n, nz=config.nz, conditional=conditional,
+                              judge=args.judge)
+    task = GANTask(config, loss=loss, ema=args.ema, lr=args.lr, n_critic=n_critic, evaluator=evaluator,
+                   eval_every=args.eval_every, seed=args.seed + rank)
+    recipe = {"loss": loss, "lr": task.lr, "betas": list(task.betas), "n_critic": task.n_critic,
+              "batch_size": args.batch_size, "ema": args.ema, "ema_decay": args.ema_decay,
+              "spectral_norm": sn, "lr_decay_at": args.lr_decay_at}
+    trainer = Trainer(task, data, TrainConfig(
+        steps=args.steps, out_dir=out, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+        log_every=args.log_every, resume=args.resume, progress=not args.no_progress, lr_decay_at=args.lr_decay_at,
+        ema_decay=args.ema_decay, device=args.device, precision=getattr(args, "precision", "auto"),
+        compile=getattr(args, "compile", False),
+    ), metadata={"kind": "gan", "config": config.to_dict(), "loss": loss, "recipe": recipe,
+                 "data": str(args.data)})
+    task.attach_ema(trainer.ema)
+    trainer.fit()
+    if is_main_process():
+        (out / "run.json").write_text(json.dumps({
+            "steps": args.steps, "data": str(args.data), "heldout": str(folder) if folder else None,
+            "seed": args.seed, "recipe": recipe, "config": config.to_dict(),
+        }, indent=2))
+    return out
+
+
+def train_judge_cli(args) -> Path:
+    """``gancodec train judge``: the MNIST classifier behind the generation metrics."""
+    from ..generation.judge import train_judge
+
+    result = train_judge(args.data, Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed, device=args.device, resume=args.resume, progress=not args.no_progress,
+                         precision=getattr(args, "precision", "auto"))
+    print(json.dumps(result))
+    return Path(args.out)
+
+
+def train_inpaint(args) -> Path:
+    """``gancodec train inpaint``: fidelity stage, then gan stage from ``--init``."""
+    from ..models.inpaint import InpaintConfig
+    from .inpaint_task import InpaintTask
+
+    rank, _ = init_distributed(args.device)
+    torch.manual_seed(args.seed + rank)
+    out = Path(args.out)
+    resuming = args.resume and (out / "checkpoint.pt").exists()
+    if args.stage == "gan" and args.init is None and not resuming:
+        raise UserError("--stage gan needs --init FIDELITY_RUN_DIR")
+    generator = None
+    if resuming:  # the run's own architecture wins over the command line's
+        state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+        config = InpaintConfig.from_dict(state["config"])
+    elif args.init:
+        ckpt = Path(args.init) / "checkpoint.pt" if Path(args.init).is_dir() else Path(args.init)
+        if not ckpt.exists():
+            raise UserError(f"no checkpoint at {ckpt}")
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if state.get("kind") != "inpaint":
+            raise UserError(f"{ckpt} is not an inpainting run")
+        config = InpaintConfig.from_dict(state["config"])
+        generator = config.build()
+        generator.load_state_dict(state.get("ema") or state["nets"]["generator"])
+    else:
+        config = InpaintConfig(width=args.width, downs=args.downs, blocks=args.blocks, ratio=args.ratio)
+    if args.crop % config.stride:
+        raise UserError(f"--crop must be a multiple of the network's stride {config.stride}")
+    try:
+        task = InpaintTask(
+            config, generator, stage=args.stage, lr=args.lr, disc_lr=args.disc_lr, beta=args.beta,
+            fm_weight=args.fm_weight, hole_weight=args.hole_weight, known_weight=args.known_weight,
+            r1_weight=args.r1, r1_every=args.r1_every, gan_loss=args.gan_loss, disc_width=args.disc_width,
+            seed=args.seed + rank,
+        )
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "inpaint"})
+    if is_main_process():
+        (out / "run.json").write_text(json.dumps({
+            "stage": args.stage, "steps": args.steps, "data": [str(d) for d in args.data],
+            "batch_size": args.batch_size, "crop": args.crop, "lr": args.lr, "init": args.init,
+            "config": config.to_dict(),
+        }, indent=2))
     return out

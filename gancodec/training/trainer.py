@@ -2,8 +2,13 @@
 
 A capability describes itself as a :class:`Task` (its networks, optimisers, one training step,
 how to draw samples). The trainer owns everything else: the loop, DistributedDataParallel under
-``torchrun`` (gloo on CPU, NCCL on GPU), EMA of the generator, the learning-rate schedule,
-atomic checkpoints with ``resume``, a CSV loss log, a progress bar and periodic sample images.
+``torchrun`` (gloo on CPU, NCCL on GPU), mixed precision (bf16 autocast + channels_last where
+the hardware has bf16 matrix units, :mod:`gancodec.precision`), optional ``torch.compile``, EMA
+of the generator, the learning-rate schedule, atomic checkpoints with ``resume``, a CSV loss
+log, a progress bar and periodic sample images.
+
+A task's ``train_step`` runs inside the autocast context: it computes its losses on
+``.float()`` tensors and leaves the rest to the fp32 islands of the layers it uses.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..gan.ema import EMA
 from ..imageio import atomic_output, save_image
+from ..precision import autocast, resolve_precision
 
 
 # -- distributed helpers ---------------------------------------------------------------------------
@@ -92,6 +98,11 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     device: str = "auto"  # "auto": the GPU when there is one, else the CPU
+    precision: str = "auto"  # "auto": bf16 where the device has bf16 matrix units, else fp32
+    compile: bool = False  # torch.compile the networks (fuses the element-wise work)
+    # Wall-clock budget of this invocation in seconds: the run stops (and checkpoints) when it is
+    # spent, and the lr decay starts at lr_decay_at of it instead of at lr_decay_at of the steps.
+    max_seconds: float | None = None
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -123,16 +134,24 @@ class Trainer:
         if is_main_process():
             (self.out / "samples").mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.precision = resolve_precision(config.precision, self.device)
         self.nets = task.networks()
         for m in self.nets.values():
             m.to(self.device)
+            if self.precision == "bf16":
+                # oneDNN / cuDNN run bf16 convolutions fastest on NHWC; the weights stay fp32
+                m.to(memory_format=torch.channels_last)
         self.opts = task.optimizers(self.nets)
         self.base_lr = {k: [g["lr"] for g in o.param_groups] for k, o in self.opts.items()}
         # Wrapping broadcasts rank 0's weights, so the EMA copy is taken after it; every rank
         # then reads the same checkpoint when resuming.
         self.wrapped = {k: self._wrap(k, m) for k, m in self.nets.items()}
+        if config.compile:
+            # Compiled wrappers share the parameters; checkpoints and the EMA use the originals.
+            self.wrapped = {k: torch.compile(m) for k, m in self.wrapped.items()}
         self.ema = EMA(self.nets[task.ema_network], config.ema_decay) if task.ema_network else None
         self.step = 0
+        self._start = time.time()
         if config.resume:
             self._load(self.out / "checkpoint.pt")
         self.sample_batch = next(self.data)[:4].to(self.device) if is_main_process() else None
@@ -153,6 +172,7 @@ class Trainer:
             "nets": {k: m.state_dict() for k, m in self.nets.items()},
             "opts": {k: o.state_dict() for k, o in self.opts.items()},
             "torch_rng": torch.get_rng_state(),
+            "precision": self.precision,  # of the run so far; a resume may choose another
         }
         if self.ema:
             state["ema"] = self.ema.state_dict()
@@ -188,8 +208,15 @@ class Trainer:
         self.step = int(state["step"])
 
     # -- loop ------------------------------------------------------------------------------------
+    def _elapsed(self) -> float:
+        return time.time() - self._start
+
     def _set_lr(self) -> None:
-        factor = 0.1 if self.step >= self.cfg.lr_decay_at * self.cfg.steps else 1.0
+        if self.cfg.max_seconds:
+            late = self._elapsed() >= self.cfg.lr_decay_at * self.cfg.max_seconds
+        else:
+            late = self.step >= self.cfg.lr_decay_at * self.cfg.steps
+        factor = 0.1 if late else 1.0
         for k, opt in self.opts.items():
             for group, base in zip(opt.param_groups, self.base_lr[k]):
                 group["lr"] = base * factor
@@ -197,8 +224,15 @@ class Trainer:
     def _log(self, row: dict[str, float]) -> None:
         path = self.out / "log.csv"
         new = not path.exists()
+        if new:
+            fields = list(row)
+        else:
+            # The header decides the columns: a row with fewer values leaves cells empty and one
+            # with new keys drops them, instead of shifting values under the wrong names.
+            with open(path, newline="") as fh:
+                fields = next(csv.reader(fh), None) or list(row)
         with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
+            writer = csv.DictWriter(fh, fieldnames=fields, restval="", extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -225,7 +259,7 @@ class Trainer:
             dynamic_ncols=True, desc=type(self.task).__name__,
         )
         running: dict[str, float] = {}
-        start = time.time()
+        start = self._start = time.time()
         try:
             self._loop(bar, running, start, main)
         except KeyboardInterrupt:
@@ -237,16 +271,28 @@ class Trainer:
             result[self.task.ema_network] = self.ema.shadow
         return result
 
+    def train_step(self) -> dict[str, float]:
+        """One step of the loop: learning rate, batch, the task's step, EMA; returns its scalars."""
+        self._set_lr()
+        batch = self._to_device(next(self.data))
+        with autocast(self.device, self.precision):
+            scalars = self.task.train_step(batch, self.wrapped, self.opts, self.step)
+        if any(not math.isfinite(v) for v in scalars.values()):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: {scalars}")
+        if self.ema:
+            self.ema.update(self.nets[self.task.ema_network], self.step)
+        self.step += 1
+        return scalars
+
+    def _to_device(self, batch):
+        batch = batch.to(self.device, non_blocking=True)
+        if self.precision == "bf16" and isinstance(batch, torch.Tensor) and batch.dim() == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
     def _loop(self, bar, running: dict[str, float], start: float, main: bool) -> None:
         while self.step < self.cfg.steps:
-            self._set_lr()
-            batch = next(self.data).to(self.device, non_blocking=True)
-            scalars = self.task.train_step(batch, self.wrapped, self.opts, self.step)
-            if any(not math.isfinite(v) for v in scalars.values()):
-                raise FloatingPointError(f"non-finite loss at step {self.step}: {scalars}")
-            if self.ema:
-                self.ema.update(self.nets[self.task.ema_network], self.step)
-            self.step += 1
+            scalars = self.train_step()
             for k, v in scalars.items():
                 running[k] = running.get(k, 0.0) + v
             bar.update(1)
@@ -260,5 +306,8 @@ class Trainer:
                     self._log(row)
             if main and self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
                 self._write_samples()
-            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+            out_of_time = bool(self.cfg.max_seconds) and self._elapsed() >= self.cfg.max_seconds
+            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps or out_of_time:
                 self.save()
+            if out_of_time:
+                break

@@ -27,32 +27,48 @@ from ..models.integer import (
     quantize_hyper_synthesis,
 )
 from ..training.run import load_codec_checkpoint
+from . import weights_hash
 
 Z_RADIUS = 40
 FLOAT_PREFIXES = ("g_a.", "g_s.", "g_s_gan.", "h_a.")
 
 
-def export_run(run: Path, out: Path, name: str | None = None, ema: bool = True) -> Path:
-    """Export any training run (codec, restoration or super-resolution) into a model folder."""
+def export_run(run: Path, out: Path, name: str | None = None, ema: bool = True, version: str | None = None) -> Path:
+    """Export any training run (codec, restoration, super-resolution, inpainting, generator, judge) into a
+    model folder; ``version`` is a codec release's version (``gancodec info`` reports it)."""
     ckpt = run / "checkpoint.pt" if run.is_dir() else run
     if not ckpt.is_file():
         raise UserError(f"no checkpoint at {ckpt}")
     kind = torch.load(ckpt, map_location="cpu", weights_only=False).get("kind", "codec")
     name = name or out.name
     if kind == "codec":
-        return export_codec(run, out, name, ema=ema)
+        return export_codec(run, out, name, ema=ema, version=version)
+    if kind == "inpaint":
+        from ..inpainting import export_inpaint
+
+        return export_inpaint(run, out, name, ema=ema)
+    if kind == "gan":
+        from ..generator import export_gan
+
+        return export_gan(run, out, name, ema=ema)
+    if kind == "judge":
+        from ..generation.judge import export_judge
+
+        return export_judge(run, out, name)
     from ..enhance import export_enhance
 
     return export_enhance(run, out, name)
 
 
-def export_codec(run: Path, out: Path, name: str = "hific-lite", ema: bool = True) -> Path:
+def export_codec(run: Path, out: Path, name: str = "hific-lite", ema: bool = True,
+                 version: str | None = None) -> Path:
     """Export the (EMA) weights of a codec training run directory."""
-    return export_model(load_codec_checkpoint(run, ema=ema), out, name)
+    return export_model(load_codec_checkpoint(run, ema=ema), out, name, version=version)
 
 
-def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite") -> Path:
-    """Write ``model.safetensors`` and ``config.json`` for a codec into ``out``."""
+def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite", version: str | None = None) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` for a codec into ``out``. ``name`` is the
+    name its files carry; ``version`` (e.g. ``"0.6"``) is what ``gancodec info`` reports."""
     out.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
@@ -78,6 +94,7 @@ def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite") -> Path:
         save_file(tensors, str(tmp))
     config = {
         "name": name,
+        **({"version": version} if version else {}),
         "architecture": "hific-lite",
         "format_version": FORMAT_VERSION,
         "codec_config": model.config.to_dict(),
@@ -85,6 +102,9 @@ def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite") -> Path:
         "integer_hyper_synthesis": {"weight_bits": WEIGHT_BITS, "activation_bits": ACT_BITS},
         "fixed_point_synthesis": {"weight_bits": SYNTH_WEIGHT_BITS, "activation_bits": SYNTH_ACT_BITS},
         "parameters": int(sum(v.numel() for k, v in tensors.items() if not k.startswith("tables."))),
+        # Lets a decoder find this model for a file (header: name + hash) without hashing every
+        # installed weights file; checked against the file when the codec is loaded.
+        "weights_hash": weights_hash(out / "model.safetensors").hex(),
     }
     with atomic_output(out / "config.json", "w") as fh:
         fh.write(json.dumps(config, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""Generation: image sets (MNIST, folders), the MNIST judge and the generative metrics."""

@@ -1,0 +1,274 @@
+"""Runtime of inpainting: masks from any form, holes filled by crops, pixels outside untouched.
+
+A model folder holds ``config.json`` (``"kind": "inpaint"``) and ``fidelity.safetensors``
+(L1-trained), optionally ``gan.safetensors`` (GAN-finetuned from it); ``realism`` in [0, 1]
+interpolates their weights, as for restoration.
+
+Any image size (IOPaint's CROP strategy, then its RESIZE for big holes):
+
+1. The mask's connected components are boxed; each box grows by a margin of context
+   (``margin`` px, at least half the box's longer side) and boxes whose grown regions overlap
+   are merged until none do, so every crop holds its holes and no part of another one.
+2. Each crop is filled at native resolution when its longer side is at most ``work_size``;
+   otherwise a copy is downscaled to ``work_size``, filled, and the result upscaled.
+3. Only the hole's pixels are written back: every pixel outside the (dilated) mask is the
+   input's, byte for byte, and there can be no seam at a crop border.
+
+Memory is bounded by the crop, not the image. The generator's Fourier branch gives every pixel
+a receptive field as large as its input, so a crop's fill can differ slightly from a fill of
+the whole image; a crop that reaches the image's borders on every side *is* the whole image
+and gives exactly the same result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from scipy import ndimage
+
+from .errors import UserError
+from .imageio import atomic_output, atomic_path, has_alpha, open_image
+from .models.inpaint import InpaintConfig
+
+STAGES = ("fidelity", "gan")
+KIND = "inpaint"
+DEFAULT_MODEL = "inpaint-lite"
+
+
+# -- masks -----------------------------------------------------------------------------------------
+def mask_from_image(img: Image.Image) -> np.ndarray:
+    """Boolean hole mask of a mask image: its alpha channel where it has one that is not fully
+    opaque (painted = hole), else any non-zero value (white on black)."""
+    if has_alpha(img):
+        alpha = np.asarray(img.convert("RGBA").getchannel("A"))
+        if alpha.min() < 255:
+            return alpha > 0
+    if img.mode in ("I", "I;16", "F", "1", "L"):
+        return np.asarray(img) != 0
+    return (np.asarray(img.convert("RGB")) != 0).any(axis=2)
+
+
+def to_mask(mask, shape: tuple[int, int]) -> np.ndarray:
+    """A (H, W) boolean mask from a path, a PIL image or an array (bool; numbers: non-zero =
+    hole; (H, W, 2 or 4): the last channel is alpha), checked against the image's (H, W)."""
+    if isinstance(mask, (str, Path)):
+        mask = open_image(mask)
+    if isinstance(mask, Image.Image):
+        arr = mask_from_image(mask)
+    else:
+        arr = np.asarray(mask)
+        if arr.ndim == 3 and arr.shape[2] in (2, 4) and arr[..., -1].min() < arr[..., -1].max(initial=0):
+            arr = arr[..., -1]
+        elif arr.ndim == 3 and arr.shape[2] in (2, 4):
+            arr = arr[..., :-1]
+        if arr.ndim == 3:
+            arr = (arr != 0).any(axis=2)
+        if arr.ndim != 2:
+            raise UserError(f"mask arrays must be (H, W) or (H, W, C), got shape {arr.shape}")
+        arr = arr != 0
+    if arr.shape != tuple(shape):
+        raise UserError(f"mask is {arr.shape[1]}×{arr.shape[0]} but the image is {shape[1]}×{shape[0]}")
+    return np.ascontiguousarray(arr)
+
+
+def box_mask(boxes: list[tuple[int, int, int, int]], shape: tuple[int, int]) -> np.ndarray:
+    """Mask of rectangles given as (x, y, width, height), clipped to the image."""
+    h, w = shape
+    mask = np.zeros((h, w), dtype=bool)
+    for x, y, bw, bh in boxes:
+        if bw <= 0 or bh <= 0:
+            raise UserError(f"box {x},{y},{bw},{bh}: width and height must be positive")
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + bw, w), min(y + bh, h)
+        if x0 >= x1 or y0 >= y1:
+            raise UserError(f"box {x},{y},{bw},{bh} lies outside the {w}×{h} image")
+        mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--box takes X,Y,W,H (four integers), got {text!r}") from None
+    return x, y, w, h
+
+
+def dilate(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow the hole by ``pixels`` (a disc), as users mask an object a little too tightly."""
+    if pixels < 0:
+        raise UserError(f"dilate must be >= 0, got {pixels}")
+    if pixels == 0 or not mask.any():
+        return mask
+    r = int(pixels)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return ndimage.binary_dilation(mask, structure=xx * xx + yy * yy <= r * r)
+
+
+# -- crop plan -------------------------------------------------------------------------------------
+Box = tuple[int, int, int, int]  # top, left, bottom, right (exclusive)
+
+
+def _grow(box: Box, margin: int, ratio: float, shape: tuple[int, int]) -> Box:
+    t, l, b, r = box
+    m = max(margin, int(np.ceil(ratio * max(b - t, r - l))))
+    return max(t - m, 0), max(l - m, 0), min(b + m, shape[0]), min(r + m, shape[1])
+
+
+def _overlap(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def crop_plan(mask: np.ndarray, margin: int = 128, ratio: float = 0.5) -> list[Box]:
+    """Crops (top, left, bottom, right) that together cover every hole with context; grown
+    regions of different crops never overlap, so each hole pixel is filled exactly once."""
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    holes = [(s[0].start, s[1].start, s[0].stop, s[1].stop) for s in ndimage.find_objects(labels) if s]
+    changed = True
+    while changed:  # merge until no two grown boxes overlap (few holes: quadratic is fine)
+        changed = False
+        grown = [_grow(h, margin, ratio, mask.shape) for h in holes]
+        for i in range(len(holes)):
+            for j in range(i + 1, len(holes)):
+                if _overlap(grown[i], grown[j]):
+                    a, b = holes[i], holes[j]
+                    holes[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    del holes[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return sorted(_grow(h, margin, ratio, mask.shape) for h in holes)
+
+
+# -- the model -------------------------------------------------------------------------------------
+class Inpainter:
+    margin = 128  # context around a hole, px (IOPaint's crop margin)
+    margin_ratio = 0.5  # ... and at least this share of the hole's longer side
+    work_size = 768  # longest side the network runs at; larger crops are filled on a downscaled copy
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        meta = json.loads((self.folder / "config.json").read_text())
+        if meta.get("kind") != KIND:
+            raise UserError(f"model {self.folder.name} is not an inpainting model")
+        self.name = meta.get("name", self.folder.name)
+        self.config = InpaintConfig.from_dict(meta["inpaint_config"])
+        self.weights = {
+            s: load_file(str(self.folder / f"{s}.safetensors"))
+            for s in STAGES if (self.folder / f"{s}.safetensors").is_file()
+        }
+        if "fidelity" not in self.weights:
+            raise UserError(f"model folder {self.folder} has no fidelity.safetensors")
+        self.net = self.config.build().eval().requires_grad_(False)
+        self._realism: float | None = None
+
+    @property
+    def stride(self) -> int:
+        return self.config.stride
+
+    def set_realism(self, realism: float) -> None:
+        if not 0 <= realism <= 1:
+            raise UserError(f"realism must be in 0..1, got {realism}")
+        if realism > 0 and "gan" not in self.weights:
+            raise UserError(f"model {self.name} has no GAN weights: use --realism 0")
+        if realism == self._realism:
+            return
+        fid = self.weights["fidelity"]
+        gan = self.weights.get("gan", fid)
+        state = {k: (1 - realism) * fid[k].float() + realism * gan[k].float() for k in fid}
+        self.net.load_state_dict(state)  # integer buffers (BN's batch count) are cast back
+        self._realism = realism
+
+    @torch.no_grad()
+    def fill(self, rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        """The network's inpainting of a uint8 RGB crop at its own size (composited, uint8)."""
+        h, w = hole.shape
+        s = self.stride
+        ph, pw = -h % s, -w % s
+        x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div_(255)
+        m = torch.from_numpy(hole.astype(np.float32))[None, None]
+        if ph or pw:
+            # reflect keeps image statistics at the border; a side shorter than the pad cannot
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x, m = F.pad(x, (0, pw, 0, ph), mode=mode), F.pad(m, (0, pw, 0, ph), mode=mode)
+        y = self.net(x, m)[..., :h, :w]
+        return (y[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+    def fill_crop(self, rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        """Fill at native size, or on a copy downscaled to :attr:`work_size` then upscaled."""
+        h, w = hole.shape
+        if max(h, w) <= self.work_size:
+            return self.fill(rgb, hole)
+        f = self.work_size / max(h, w)
+        sw, sh = max(1, round(w * f)), max(1, round(h * f))
+        small = np.asarray(Image.fromarray(rgb).resize((sw, sh), Image.LANCZOS))
+        # any coverage makes a small pixel a hole, so no hole pixel is filled from itself
+        small_hole = np.asarray(Image.fromarray(hole.astype(np.uint8) * 255).resize((sw, sh), Image.BILINEAR)) > 0
+        filled = self.fill(small, small_hole)
+        return np.asarray(Image.fromarray(filled).resize((w, h), Image.BICUBIC))
+
+    def run(self, rgb: np.ndarray, mask: np.ndarray, realism: float = 0.0, dilate_px: int = 0,
+            allow_empty: bool = False) -> np.ndarray:
+        """Inpaint a uint8 RGB image where ``mask`` (H, W, bool) is True; see the module docstring."""
+        self.set_realism(realism)
+        if mask.shape != rgb.shape[:2]:
+            raise UserError(f"mask is {mask.shape[1]}×{mask.shape[0]} but the image is {rgb.shape[1]}×{rgb.shape[0]}")
+        hole = dilate(mask, dilate_px)
+        out = np.array(rgb, dtype=np.uint8, copy=True)
+        if not hole.any():
+            if allow_empty:
+                return out
+            raise UserError("the mask is empty: nothing to fill (pass --allow-empty to copy the image unchanged)")
+        if hole.all():
+            raise UserError("the mask covers the whole image: there is nothing to fill the hole from")
+        for t, l, b, r in crop_plan(hole, self.margin, self.margin_ratio):
+            crop_hole = hole[t:b, l:r]
+            filled = self.fill_crop(rgb[t:b, l:r], crop_hole)
+            region = out[t:b, l:r]
+            region[crop_hole] = filled[crop_hole]
+        return out
+
+
+def inpaint_image(model: Inpainter, image, mask, realism: float = 0.0, dilate_px: int = 0,
+                  allow_empty: bool = False) -> np.ndarray:
+    """Inpaint any image form, keeping its layout: greyscale in, greyscale out (luma of the
+    fill); an alpha channel is carried over unchanged."""
+    from .codec import prepare_image
+
+    prepared = prepare_image(image)
+    hole = dilate(to_mask(mask, prepared.rgb.shape[:2]), dilate_px)
+    out = model.run(prepared.rgb, hole, realism=realism, allow_empty=allow_empty)
+    if prepared.mode.name in ("GREY", "GREY_ALPHA"):
+        luma = out.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        out = np.where(hole, np.clip(luma + 0.5, 0, 255).astype(np.uint8), prepared.rgb[..., 0])
+    if prepared.alpha is not None:
+        out = np.dstack([out, prepared.alpha])
+    return out
+
+
+# -- export ----------------------------------------------------------------------------------------
+def export_inpaint(run: Path, out: Path, name: str, ema: bool = True) -> Path:
+    """Write a run's (EMA) generator as ``{stage}.safetensors`` into a model folder (+ config)."""
+    ckpt = run / "checkpoint.pt" if run.is_dir() else run
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    config = InpaintConfig.from_dict(state["config"])
+    stage = state["stage"]
+    weights = (state.get("ema") if ema else None) or state["nets"]["generator"]
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = out / "config.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("kind") != KIND or meta.get("inpaint_config") != config.to_dict():
+            raise UserError(f"{out} holds a model of another kind or configuration")
+    meta = {"name": name, "kind": KIND, "inpaint_config": config.to_dict(), "stride": config.stride}
+    with atomic_path(out / f"{stage}.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
+    with atomic_output(meta_path, "w") as fh:
+        fh.write(json.dumps(meta, indent=2) + "\n")
+    return out / f"{stage}.safetensors"
