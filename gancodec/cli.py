@@ -34,6 +34,17 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _add_two_stage_options(p: argparse.ArgumentParser) -> None:
+    """The run options of the models trained in a fidelity stage, then a gan stage from it
+    (restore, sr, inpaint), so their ``--help`` reads alike."""
+    p.add_argument("--data", nargs="+", required=True, help="folder(s) of clean training images")
+    p.add_argument("--stage", choices=["fidelity", "gan"], default="fidelity")
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--init", help="start from this run's weights (the fidelity run for --stage gan)")
+    p.add_argument("--resume", action="store_true")
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model on a folder of images")
     tsub = p.add_subparsers(dest="what", required=True)
@@ -65,12 +76,7 @@ def _add_train(sub) -> None:
     for what, help_ in (("restore", "train the restoration model (JPEG artefacts, noise, blur)"),
                         ("sr", "train the super-resolution model")):
         r = tsub.add_parser(what, help=help_)
-        r.add_argument("--data", nargs="+", required=True, help="folder(s) of clean training images")
-        r.add_argument("--stage", choices=["fidelity", "gan"], default="fidelity")
-        r.add_argument("--steps", type=int, required=True)
-        r.add_argument("--out", required=True, help="run directory")
-        r.add_argument("--init", help="start from this run's weights (the fidelity run for --stage gan)")
-        r.add_argument("--resume", action="store_true")
+        _add_two_stage_options(r)
         r.add_argument("--scale", type=int, default=4, help="sr: 2 or 4")
         r.add_argument("--width", type=int, default=32)
         r.add_argument("--blocks", type=int, default=2)
@@ -203,12 +209,7 @@ def _enhance(args) -> int:
 
 def _add_train_inpaint(tsub) -> None:
     p = tsub.add_parser("inpaint", help="train the inpainting model (stage fidelity, then gan)")
-    p.add_argument("--data", nargs="+", required=True, help="folder(s) of clean training images")
-    p.add_argument("--stage", choices=["fidelity", "gan"], default="fidelity")
-    p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--init", help="start from this run's weights (the fidelity run for --stage gan)")
-    p.add_argument("--resume", action="store_true")
+    _add_two_stage_options(p)
     p.add_argument("--width", type=int, default=32, help="channels after the stem (doubled per downsampling)")
     p.add_argument("--downs", type=int, default=3, help="stride-2 stages")
     p.add_argument("--blocks", type=int, default=4, help="FFC residual blocks")

@@ -2,7 +2,8 @@
 
 A model folder holds ``config.json`` and one or two weight files: ``fidelity.safetensors``
 (L1-trained) and ``gan.safetensors`` (GAN-finetuned from it). ``realism`` in [0, 1] interpolates
-their weights (ESRGAN's network interpolation), a continuous dial between faithful and crisp.
+their weights (ESRGAN's network interpolation), a continuous dial between faithful and crisp;
+the loading and blending live in :mod:`.blend`.
 """
 
 from __future__ import annotations
@@ -12,33 +13,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
+from .blend import BlendedModel, write_stage
 from .errors import UserError
-from .imageio import atomic_output, atomic_path
 from .models.unet import TASKS
 from .tiling import run_tiled
 from .training.enhance_task import EnhanceConfig
 
-STAGES = ("fidelity", "gan")
 
-
-class Enhancer:
+class Enhancer(BlendedModel):
     tile = 256  # input pixels per tile side
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        meta = json.loads((self.folder / "config.json").read_text())
-        self.name = meta.get("name", self.folder.name)
-        self.config = EnhanceConfig.from_dict(meta["enhance_config"])
-        self.weights = {
-            s: load_file(str(self.folder / f"{s}.safetensors"))
-            for s in STAGES if (self.folder / f"{s}.safetensors").is_file()
-        }
-        if "fidelity" not in self.weights:
-            raise UserError(f"model folder {self.folder} has no fidelity.safetensors")
-        self.net = self.config.build().eval().requires_grad_(False)
-        self._realism: float | None = None
+    def read_config(self, meta: dict) -> EnhanceConfig:
+        return EnhanceConfig.from_dict(meta["enhance_config"])
 
     @property
     def kind(self) -> str:
@@ -49,19 +36,6 @@ class Enhancer:
         """Input pixels of context per tile side, covering the receptive field (about 48 px for
         the 3-level U-Net, 35 px for two RRDBs) with room to spare."""
         return 64 if self.kind == "restore" else 48
-
-    def set_realism(self, realism: float) -> None:
-        if not 0 <= realism <= 1:
-            raise UserError(f"realism must be in 0..1, got {realism}")
-        if realism > 0 and "gan" not in self.weights:
-            raise UserError(f"model {self.name} has no GAN weights: use --realism 0")
-        if realism == self._realism:
-            return
-        fid = self.weights["fidelity"]
-        gan = self.weights.get("gan", fid)
-        state = {k: (1 - realism) * fid[k].float() + realism * gan[k].float() for k in fid}
-        self.net.load_state_dict(state)
-        self._realism = realism
 
     @torch.no_grad()
     def run(self, rgb: np.ndarray, realism: float = 0.0, task: str = "auto", strength: float = 1.0) -> np.ndarray:
@@ -95,8 +69,4 @@ def export_enhance(run: Path, out: Path, name: str) -> Path:
         if meta["enhance_config"] != config.to_dict():
             raise UserError(f"{out} holds a model with another configuration")
     meta = {"name": name, "kind": config.kind, "enhance_config": config.to_dict()}
-    with atomic_path(out / f"{stage}.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
-    with atomic_output(meta_path, "w") as fh:
-        fh.write(json.dumps(meta, indent=2) + "\n")
-    return out / f"{stage}.safetensors"
+    return write_stage(out, stage, weights, meta)

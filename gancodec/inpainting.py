@@ -29,14 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file, save_file
 from scipy import ndimage
 
+from .blend import BlendedModel, write_stage
 from .errors import UserError
-from .imageio import atomic_output, atomic_path, has_alpha, open_image
+from .imageio import has_alpha, open_image
 from .models.inpaint import InpaintConfig
 
-STAGES = ("fidelity", "gan")
 KIND = "inpaint"
 DEFAULT_MODEL = "inpaint-lite"
 
@@ -147,43 +146,19 @@ def crop_plan(mask: np.ndarray, margin: int = 128, ratio: float = 0.5) -> list[B
 
 
 # -- the model -------------------------------------------------------------------------------------
-class Inpainter:
+class Inpainter(BlendedModel):
     margin = 128  # context around a hole, px (IOPaint's crop margin)
     margin_ratio = 0.5  # ... and at least this share of the hole's longer side
     work_size = 768  # longest side the network runs at; larger crops are filled on a downscaled copy
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
-        meta = json.loads((self.folder / "config.json").read_text())
+    def read_config(self, meta: dict) -> InpaintConfig:
         if meta.get("kind") != KIND:
             raise UserError(f"model {self.folder.name} is not an inpainting model")
-        self.name = meta.get("name", self.folder.name)
-        self.config = InpaintConfig.from_dict(meta["inpaint_config"])
-        self.weights = {
-            s: load_file(str(self.folder / f"{s}.safetensors"))
-            for s in STAGES if (self.folder / f"{s}.safetensors").is_file()
-        }
-        if "fidelity" not in self.weights:
-            raise UserError(f"model folder {self.folder} has no fidelity.safetensors")
-        self.net = self.config.build().eval().requires_grad_(False)
-        self._realism: float | None = None
+        return InpaintConfig.from_dict(meta["inpaint_config"])
 
     @property
     def stride(self) -> int:
         return self.config.stride
-
-    def set_realism(self, realism: float) -> None:
-        if not 0 <= realism <= 1:
-            raise UserError(f"realism must be in 0..1, got {realism}")
-        if realism > 0 and "gan" not in self.weights:
-            raise UserError(f"model {self.name} has no GAN weights: use --realism 0")
-        if realism == self._realism:
-            return
-        fid = self.weights["fidelity"]
-        gan = self.weights.get("gan", fid)
-        state = {k: (1 - realism) * fid[k].float() + realism * gan[k].float() for k in fid}
-        self.net.load_state_dict(state)  # integer buffers (BN's batch count) are cast back
-        self._realism = realism
 
     @torch.no_grad()
     def fill(self, rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
@@ -267,8 +242,4 @@ def export_inpaint(run: Path, out: Path, name: str, ema: bool = True) -> Path:
         if meta.get("kind") != KIND or meta.get("inpaint_config") != config.to_dict():
             raise UserError(f"{out} holds a model of another kind or configuration")
     meta = {"name": name, "kind": KIND, "inpaint_config": config.to_dict(), "stride": config.stride}
-    with atomic_path(out / f"{stage}.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
-    with atomic_output(meta_path, "w") as fh:
-        fh.write(json.dumps(meta, indent=2) + "\n")
-    return out / f"{stage}.safetensors"
+    return write_stage(out, stage, weights, meta)

@@ -22,11 +22,12 @@ class ImageTooLargeError(UserError):
 
 def resolve(max_pixels: int | None) -> int | None:
     """``None`` or 0: no limit. Anything else must be a positive whole number."""
-    if max_pixels is None or max_pixels == 0:
+    if max_pixels is None:
         return None
+    # bool before the 0 test: False == 0 would otherwise pass as "no limit"
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 0:
         raise UserError(f"max_pixels must be a positive whole number (0 or None: no limit), got {max_pixels!r}")
-    return max_pixels
+    return max_pixels or None
 
 
 def check_pixels(width: int, height: int, max_pixels: int | None, what: str = "image") -> None:

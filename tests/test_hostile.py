@@ -58,6 +58,16 @@ def test_limit_is_the_callers(tiny_codec, small_gcz, photo):
         tiny_codec.decompress(small_gcz, max_pixels=-5)
 
 
+@pytest.mark.parametrize("value", [False, True, -1, 1.5, "100"])
+def test_max_pixels_must_be_a_whole_number(value):
+    # False == 0, but it is no request for "no limit": it must not switch the limit off
+    from gancodec.limits import resolve
+
+    with pytest.raises(UserError):
+        resolve(value)
+    assert resolve(0) is None and resolve(None) is None and resolve(7) == 7
+
+
 def test_cli_refuses_a_size_attack_in_one_line(tmp_path, tiny_model_dir, small_gcz, capsys):
     bad = tmp_path / "bomb.gcz"
     bad.write_bytes(with_size(small_gcz, 65535, 65535))

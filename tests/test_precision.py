@@ -13,7 +13,7 @@ import torch
 
 from gancodec.errors import UserError
 from gancodec.layers import GDN
-from gancodec.precision import cpu_has_bf16_units, resolve_precision
+from gancodec.precision import bf16_is_fast, cpu_has_bf16_units, resolve_precision
 from gancodec.training.trainer import TrainConfig, Trainer
 
 
@@ -120,6 +120,15 @@ def test_auto_precision_follows_the_hardware():
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
     with pytest.raises(UserError):
         resolve_precision("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("capability, fast", [((7, 0), False), ((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_auto_precision_skips_gpus_that_only_emulate_bf16(monkeypatch, capability, fast):
+    # V100 / T4 report bf16 "supported" (emulated), which is slower than fp32: auto must not pick it
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert bf16_is_fast(torch.device("cuda", 0)) is fast
 
 
 def test_fp32_islands_under_autocast():

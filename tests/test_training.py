@@ -99,6 +99,9 @@ def test_ddp_two_processes_end_with_identical_weights(tmp_path, image_folder):
         # the ranks saw different data, so equality comes from gradient averaging, not luck
         batches = [torch.load(tmp_path / f"{stage}_batch_rank{r}.pt") for r in (0, 1)]
         assert batches[0].ne(batches[1]).any()
+    # a time budget ends the run at the same step on every rank (rank 0's clock decides)
+    steps = [torch.load(tmp_path / f"budget_steps_rank{r}.pt") for r in (0, 1)]
+    assert steps[0] == steps[1] < 10**6
 
 
 def test_discriminator_normalises_hidden_layers_not_the_head():

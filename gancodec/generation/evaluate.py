@@ -3,6 +3,7 @@ the floor of real digits, and whether the issue's targets are met."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -31,8 +32,10 @@ def _load_target(target: str, weights: str):
     from ..zoo import load_generator
 
     model = load_generator(target)
-    return model.net, model.config, {"model": model.name, "weights": model.meta.get("weights"),
-                                           "loss": model.meta.get("loss")}
+    # a copy: the zoo caches the model, and evaluate_gan moves the net to its device, which would
+    # leave the cached model on the GPU for the next caller's CPU noise
+    info = {"model": model.name, "weights": model.meta.get("weights"), "loss": model.meta.get("loss")}
+    return copy.deepcopy(model.net), model.config, info
 
 
 def _real_folder(real: str | None, target: str) -> Path:

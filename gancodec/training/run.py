@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import UserError
 from ..models.codec import CodecConfig, HiFiCLite
@@ -15,12 +17,31 @@ from .enhance_task import EnhanceConfig, EnhanceTask
 from .trainer import TrainConfig, Trainer, init_distributed, is_main_process
 
 
-def load_codec_checkpoint(path: Path, ema: bool = True) -> HiFiCLite:
-    """A codec from a run directory (or its checkpoint.pt), with its EMA weights if ``ema``."""
+def _read_checkpoint(path: Path, kind: str | None = None, what: str = "") -> dict:
+    """The state of a run directory's checkpoint.pt (or of a checkpoint file); with ``kind``, a
+    run of another kind is refused ("... is not ``what``") rather than failing later on its config."""
     ckpt = path / "checkpoint.pt" if path.is_dir() else path
     if not ckpt.exists():
         raise UserError(f"no checkpoint at {ckpt}")
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if kind is not None and state.get("kind") != kind:
+        raise UserError(f"{ckpt} is not {what}")
+    return state
+
+
+def load_init_generator(path: Path, config_type: Any, kind: str | None = None, what: str = "") -> tuple[Any, nn.Module]:
+    """(config, generator) of an ``--init`` run: its EMA generator where the run kept one, else
+    the raw one. ``config_type`` has ``from_dict`` and its configs ``build()`` the generator."""
+    state = _read_checkpoint(path, kind, what)
+    config = config_type.from_dict(state["config"])
+    generator = config.build()
+    generator.load_state_dict(state.get("ema") or state["nets"]["generator"])
+    return config, generator
+
+
+def load_codec_checkpoint(path: Path, ema: bool = True) -> HiFiCLite:
+    """A codec from a run directory (or its checkpoint.pt), with its EMA weights if ``ema``."""
+    state = _read_checkpoint(path)
     config = CodecConfig.from_dict(state["config"])
     model = HiFiCLite(config)
     weights = state["nets"]["codec"]
@@ -79,23 +100,24 @@ def train_codec(args) -> Path:
     return out
 
 
-def train_enhance(args) -> Path:
-    """``gancodec train restore|sr``: fidelity stage, then gan stage from ``--init``."""
+def _start_two_stage(args) -> tuple[int, Path, bool]:
+    """(rank, run directory, resuming) of a fidelity-then-gan run (restore, sr, inpaint); a gan
+    stage must start from a fidelity run unless it resumes its own checkpoint."""
     rank, _ = init_distributed(args.device)
     torch.manual_seed(args.seed + rank)
     out = Path(args.out)
     resuming = args.resume and (out / "checkpoint.pt").exists()
     if args.stage == "gan" and args.init is None and not resuming:
         raise UserError("--stage gan needs --init FIDELITY_RUN_DIR")
+    return rank, out, bool(resuming)
+
+
+def train_enhance(args) -> Path:
+    """``gancodec train restore|sr``: fidelity stage, then gan stage from ``--init``."""
+    rank, out, resuming = _start_two_stage(args)
     generator = None
     if args.init:
-        ckpt = Path(args.init) / "checkpoint.pt" if Path(args.init).is_dir() else Path(args.init)
-        if not ckpt.exists():
-            raise UserError(f"no checkpoint at {ckpt}")
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        config = EnhanceConfig.from_dict(state["config"])
-        generator = config.build()
-        generator.load_state_dict(state.get("ema") or state["nets"]["generator"])
+        config, generator = load_init_generator(Path(args.init), EnhanceConfig)
     else:
         kind = "sr" if args.what == "sr" else "restore"
         if kind == "sr" and args.scale not in (2, 4):
@@ -119,12 +141,7 @@ def load_gan_checkpoint(path: Path, ema: bool = True):
     """(GANConfig, generator with its EMA weights if ``ema`` and kept, checkpoint state) of a gan run."""
     from ..models.dcgan import GANConfig
 
-    ckpt = path / "checkpoint.pt" if path.is_dir() else path
-    if not ckpt.exists():
-        raise UserError(f"no checkpoint at {ckpt}")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    if state.get("kind") != "gan":
-        raise UserError(f"{ckpt} is not a gan run")
+    state = _read_checkpoint(path, "gan", "a gan run")
     config = GANConfig.from_dict(state["config"])
     generator = config.build_generator()
     generator.load_state_dict(state["ema"] if ema and "ema" in state else state["nets"]["generator"])
@@ -198,26 +215,13 @@ def train_inpaint(args) -> Path:
     from ..models.inpaint import InpaintConfig
     from .inpaint_task import InpaintTask
 
-    rank, _ = init_distributed(args.device)
-    torch.manual_seed(args.seed + rank)
-    out = Path(args.out)
-    resuming = args.resume and (out / "checkpoint.pt").exists()
-    if args.stage == "gan" and args.init is None and not resuming:
-        raise UserError("--stage gan needs --init FIDELITY_RUN_DIR")
+    rank, out, resuming = _start_two_stage(args)
     generator = None
     if resuming:  # the run's own architecture wins over the command line's
         state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
         config = InpaintConfig.from_dict(state["config"])
     elif args.init:
-        ckpt = Path(args.init) / "checkpoint.pt" if Path(args.init).is_dir() else Path(args.init)
-        if not ckpt.exists():
-            raise UserError(f"no checkpoint at {ckpt}")
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if state.get("kind") != "inpaint":
-            raise UserError(f"{ckpt} is not an inpainting run")
-        config = InpaintConfig.from_dict(state["config"])
-        generator = config.build()
-        generator.load_state_dict(state.get("ema") or state["nets"]["generator"])
+        config, generator = load_init_generator(Path(args.init), InpaintConfig, "inpaint", "an inpainting run")
     else:
         config = InpaintConfig(width=args.width, downs=args.downs, blocks=args.blocks, ratio=args.ratio)
     if args.crop % config.stride:

@@ -209,7 +209,15 @@ class Trainer:
 
     # -- loop ------------------------------------------------------------------------------------
     def _elapsed(self) -> float:
-        return time.time() - self._start
+        """Seconds since the loop started; under DDP every rank gets rank 0's clock, as ranks
+        that decided the time budget apart would train with different learning rates (weights
+        that drift apart) or stop at different steps (the others wait in an all-reduce forever)."""
+        elapsed = time.time() - self._start
+        if self.world > 1:
+            t = torch.tensor([elapsed], dtype=torch.float64, device=self.device)
+            dist.broadcast(t, src=0)
+            elapsed = float(t.item())
+        return elapsed
 
     def _set_lr(self) -> None:
         if self.cfg.max_seconds:
