@@ -30,8 +30,9 @@ def noise(n: int, nz: int, seed: int, truncation: float | None = None) -> torch.
     gen = torch.Generator().manual_seed(int(seed))
     z = torch.randn(n, nz, generator=gen)
     if truncation is not None:
-        if not truncation > 0:
-            raise UserError(f"truncation must be positive, got {truncation}")
+        # Below ~0.05 the redraw loop would run practically forever (P(|z| < T) ≈ 0.8·T).
+        if not truncation >= 0.05:
+            raise UserError(f"truncation must be at least 0.05, got {truncation}")
         outside = z.abs() > truncation
         while outside.any():
             z[outside] = torch.randn(int(outside.sum()), generator=gen)

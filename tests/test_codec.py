@@ -167,7 +167,7 @@ def test_api_defaults_to_the_shipped_model(photo, shipped_codec):
 def test_target_bpp_lands_within_ten_percent(photo, shipped_codec):
     codec = shipped_codec
     pixels = photo.shape[0] * photo.shape[1]
-    for target in (0.35, 0.5, 0.8):  # inside the shipped model's range on this image
+    for target in (0.25, 0.4, 0.6):  # inside the shipped model's range on this image (v0.6: 0.17-0.72)
         data = gancodec.compress(photo, target_bpp=target, model=codec)
         assert abs(8 * len(data) / pixels - target) <= 0.1 * target
 

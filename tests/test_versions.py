@@ -109,7 +109,8 @@ def test_a_file_of_no_installed_model_is_refused_with_what_is_installed(tmp_path
         gancodec.decompress(forged.read_bytes())
     message = str(err.value)
     assert "hific-lite@0000000000000000" in message and "not installed" in message
-    assert "hific-lite 0.4 [hific-lite-v0.4]" in message and "hific-lite 0.5 [hific-lite]" in message
+    # every installed release is listed (the newest sits in hific-lite/, older ones in hific-lite-vX.Y/)
+    assert "hific-lite 0.4 [hific-lite-v0.4]" in message and "hific-lite 0.5 [hific-lite" in message
     assert main(["decompress", str(forged), "-o", str(tmp_path / "x.png")]) == 2
     assert main(["info", str(forged)]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -117,20 +118,22 @@ def test_a_file_of_no_installed_model_is_refused_with_what_is_installed(tmp_path
 
 
 def test_lookup_survives_the_next_release_and_searches_gancodec_weights_first(tmp_path, monkeypatch):
-    """When v0.6 ships, today's folder becomes hific-lite-v0.5: its files must still be found.
-    Simulated with a GANCODEC_WEIGHTS folder, which is searched before the package."""
-    current = Path(load_model("hific-lite").folder)
-    archived = tmp_path / "hific-lite-v0.5"
+    """When the next release ships, today's folder becomes hific-lite-vX.Y: its files must still be
+    found. Simulated with a GANCODEC_WEIGHTS folder, which is searched before the package."""
+    current = load_model("hific-lite")
+    version = current.meta["version"]
+    archived = tmp_path / f"hific-lite-v{version}"
     archived.mkdir()
     for f in ("config.json", "model.safetensors"):
-        (archived / f).symlink_to(current / f)
+        (archived / f).symlink_to(Path(current.folder) / f)
     monkeypatch.setenv("GANCODEC_WEIGHTS", str(tmp_path))
-    entry = find_codec("hific-lite", load_model("hific-lite").weights_hash)
-    assert entry.folder == archived and entry.version == "0.5"
+    entry = find_codec("hific-lite", current.weights_hash)
+    assert entry.folder == archived and entry.version == version
     assert installed_codecs()[0].folder == archived
-    data = (FIXTURES / "grey.gcz").read_bytes()
-    expected = json.loads((FIXTURES / "decoded-sha256.json").read_text())["grey.gcz:mse"]
-    assert _sha(gancodec.decompress(data)) == expected
+    written_by = json.loads((FIXTURES / "written-by.json").read_text())
+    newest = next(name for name, v in written_by.items() if v == version)  # a file of today's release
+    expected = json.loads((FIXTURES / "decoded-sha256.json").read_text())[f"{newest}:mse"]
+    assert _sha(gancodec.decompress((FIXTURES / newest).read_bytes())) == expected
 
 
 def test_export_stores_the_hash_and_loading_checks_it(tmp_path, tiny_model_dir, photo, monkeypatch):
