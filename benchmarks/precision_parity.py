@@ -31,9 +31,9 @@ def _log(run: Path) -> list[dict[str, float]]:
 
 def _images(folder: Path, limit: int) -> list[np.ndarray]:
     from gancodec.imageio import load_rgb_array
+    from gancodec.training.data import list_images
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:limit]
-    return [load_rgb_array(p) for p in files]
+    return [load_rgb_array(p) for p in list_images([folder])[:limit]]
 
 
 @torch.no_grad()

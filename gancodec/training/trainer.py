@@ -152,6 +152,8 @@ class Trainer:
         self.ema = EMA(self.nets[task.ema_network], config.ema_decay) if task.ema_network else None
         self.step = 0
         self._start = time.time()
+        self._clock = 0.0  # seconds into the time budget at the current step
+        self._log_fields: list[str] | None = None
         if config.resume:
             self._load(self.out / "checkpoint.pt")
         self.sample_batch = next(self.data)[:4].to(self.device) if is_main_process() else None
@@ -221,7 +223,7 @@ class Trainer:
 
     def _set_lr(self) -> None:
         if self.cfg.max_seconds:
-            late = self._elapsed() >= self.cfg.lr_decay_at * self.cfg.max_seconds
+            late = self._clock >= self.cfg.lr_decay_at * self.cfg.max_seconds
         else:
             late = self.step >= self.cfg.lr_decay_at * self.cfg.steps
         factor = 0.1 if late else 1.0
@@ -233,14 +235,14 @@ class Trainer:
         path = self.out / "log.csv"
         new = not path.exists()
         if new:
-            fields = list(row)
-        else:
+            self._log_fields = list(row)
+        elif self._log_fields is None:
             # The header decides the columns: a row with fewer values leaves cells empty and one
             # with new keys drops them, instead of shifting values under the wrong names.
             with open(path, newline="") as fh:
-                fields = next(csv.reader(fh), None) or list(row)
+                self._log_fields = next(csv.reader(fh), None) or list(row)
         with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields, restval="", extrasaction="ignore")
+            writer = csv.DictWriter(fh, fieldnames=self._log_fields, restval="", extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -281,6 +283,9 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         """One step of the loop: learning rate, batch, the task's step, EMA; returns its scalars."""
+        if self.cfg.max_seconds:
+            # read once per step: under DDP each reading is a broadcast from rank 0
+            self._clock = self._elapsed()
         self._set_lr()
         batch = self._to_device(next(self.data))
         with autocast(self.device, self.precision):
@@ -314,7 +319,7 @@ class Trainer:
                     self._log(row)
             if main and self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
                 self._write_samples()
-            out_of_time = bool(self.cfg.max_seconds) and self._elapsed() >= self.cfg.max_seconds
+            out_of_time = bool(self.cfg.max_seconds) and self._clock >= self.cfg.max_seconds
             if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps or out_of_time:
                 self.save()
             if out_of_time:
