@@ -19,7 +19,6 @@ is checked against what a valid file can hold.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -42,6 +41,7 @@ from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite
 from .models.integer import ExactSynthesis, IntegerHyperSynthesis, upsampling_start
 from .tiling import run_tiled, run_tiled_two_stage
+from .zoo import weights_hash
 
 PAD_MULTIPLE = 64  # stride of z
 Z_CLAMP = 2**15
@@ -134,7 +134,7 @@ class Codec:
         self.names = (self.name, folder.name)
         self.version: str | None = str(self.meta["version"]) if self.meta.get("version") else None
         self.config = CodecConfig.from_dict(self.meta["codec_config"])
-        self.weights_hash = hashlib.sha256(weights_path.read_bytes()).digest()[:8]
+        self.weights_hash = weights_hash(weights_path)
         stored = self.meta.get("weights_hash")
         if stored is not None and stored != self.weights_hash.hex():
             # The stored hash is what finds this folder for a file (gancodec.zoo.find_codec):
