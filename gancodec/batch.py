@@ -87,7 +87,8 @@ def compress_one(src: Path, dst: Path, options: dict) -> int:
 
     model = load_model(options["model"] or "hific-lite")
     data = model.compress(src, quality=options["quality"], target_bpp=options["target_bpp"],
-                          max_pixels=options["max_pixels"], keep_metadata=options["keep_metadata"])
+                          max_pixels=options["max_pixels"], keep_metadata=options["keep_metadata"],
+                          progress=options.get("progress", False))
     write_bytes(dst, data)
     return len(data)
 
@@ -99,7 +100,7 @@ def decompress_one(src: Path, dst: Path, options: dict) -> int:
     data = src.read_bytes()
     model = model_for_file(data, options["model"])
     pixels = model.decompress(data, decoder=options["decoder"], exact=not options["fast"],
-                              max_pixels=options["max_pixels"])
+                              max_pixels=options["max_pixels"], progress=options.get("progress", False))
     save_image(dst, pixels, **read_metadata(data))
     return dst.stat().st_size
 

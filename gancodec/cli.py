@@ -177,6 +177,7 @@ def _add_enhance(sub) -> None:
     p.add_argument("--realism", type=float, default=0.0, help="0: fidelity model, 1: GAN model, between: blend")
     p.add_argument("--model", default=None, help=f"model name or folder (default: {DEFAULT_RESTORE})")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows after 2 s)")
     _add_max_pixels(p)
     p = sub.add_parser("upscale", help="super-resolution ×2 or ×4")
     p.add_argument("input")
@@ -185,6 +186,7 @@ def _add_enhance(sub) -> None:
     p.add_argument("--realism", type=float, default=0.0, help="0: fidelity model, 1: GAN model, between: blend")
     p.add_argument("--model", default=None, help="model name or folder (default: sr-x4-lite / sr-x2-lite)")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (it shows after 2 s)")
     _add_max_pixels(p)
 
 
@@ -201,8 +203,8 @@ def _enhance(args) -> int:
                         f"`gancodec train {kind}`, export it and pass --model FOLDER")
     model = load_enhancer(name, kind, scale)
     rgb = to_rgb_array(open_image(args.input, args.max_pixels))
-    out = model.run(rgb, realism=args.realism, **({"task": args.task, "strength": args.strength}
-                                                   if kind == "restore" else {}))
+    out = model.run(rgb, realism=args.realism, progress=not args.no_progress,
+                    **({"task": args.task, "strength": args.strength} if kind == "restore" else {}))
     save_image(args.output, out)
     return 0
 
@@ -379,7 +381,7 @@ def _compress(args) -> int:
         return _batch(args)
     compress_one(Path(args.input[0]), Path(args.output), {
         "model": args.model, "quality": args.quality, "target_bpp": args.target_bpp,
-        "max_pixels": args.max_pixels, "keep_metadata": args.keep_metadata})
+        "max_pixels": args.max_pixels, "keep_metadata": args.keep_metadata, "progress": not args.no_progress})
     info = _info_dict(Path(args.output).read_bytes())
     print(json.dumps({"output": args.output} | {k: info[k] for k in ("width", "height", "quality", "bytes", "bpp")}))
     return 0
@@ -394,7 +396,7 @@ def _decompress(args) -> int:
     if not src.is_file():
         raise UserError(f"input file not found: {src}")
     decompress_one(src, Path(args.output), {"model": args.model, "decoder": args.decoder, "fast": args.fast,
-                                            "max_pixels": args.max_pixels})
+                                            "max_pixels": args.max_pixels, "progress": not args.no_progress})
     return 0
 
 

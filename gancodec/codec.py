@@ -40,7 +40,7 @@ from .imageio import apply_orientation, has_alpha, is_greyscale, open_image, to_
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite
 from .models.integer import ExactSynthesis, IntegerHyperSynthesis, upsampling_start
-from .tiling import run_tiled, run_tiled_two_stage
+from .tiling import Sink, Source, run_tiled, run_tiled_two_stage
 from .zoo import weights_hash
 
 PAD_MULTIPLE = 64  # stride of z
@@ -199,25 +199,79 @@ class Codec:
         c = shape[1]
         return np.broadcast_to(np.arange(c).reshape(1, c, 1, 1), shape)
 
+    # -- latent windows --------------------------------------------------------------------------
+    # Nothing of the latent's size is held in float64: the hyper-synthesis runs on bands (for the
+    # scale indices) and again on each synthesis tile's window (for the means). It is integer
+    # arithmetic, so a window with ``hyper_margin`` z units of context is exactly the whole run's.
+    hyper_band = 8  # z rows (32 latent rows) per band when the scale indices are made
+    hyper_margin = 2  # z units of context: two stride-2 deconvolutions and a 3×3 convolution
+    hyper_analysis_tile = 256  # latent units per tile of the (float) hyper-analysis
+    hyper_analysis_margin = 16  # latent units; its receptive field is 13
+
+    def _hyper_window(
+        self, z_int: torch.Tensor, a0: int, a1: int, b0: int, b1: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means (float64) and scale indices of latent rows a0:a1, columns b0:b1."""
+        m, (hz, wz) = self.hyper_margin, z_int.shape[-2:]
+        za0, za1 = max(0, a0 // 4 - m), min(hz, -(-a1 // 4) + m)
+        zb0, zb1 = max(0, b0 // 4 - m), min(wz, -(-b1 // 4) + m)
+        try:
+            means, indices = self.hyper(z_int[..., za0:za1, zb0:zb1])
+        except ArithmeticError:
+            raise CorruptFileError("entropy-coded data is damaged (hyper-latent out of range)") from None
+        rows, cols = slice(a0 - 4 * za0, a1 - 4 * za0), slice(b0 - 4 * zb0, b1 - 4 * zb0)
+        return means[..., rows, cols], indices[..., rows, cols]
+
+    def _scale_indices(self, z_int: torch.Tensor) -> np.ndarray:
+        """The scale index of every latent element (uint8: the tables number at most 256)."""
+        _, _, hz, wz = z_int.shape
+        out = np.empty((1, self.config.latent_channels, 4 * hz, 4 * wz), dtype=np.uint8)
+        for r0 in range(0, hz, self.hyper_band):
+            a0, a1 = 4 * r0, 4 * min(hz, r0 + self.hyper_band)
+            out[..., a0:a1, :] = self._hyper_window(z_int, a0, a1, 0, 4 * wz)[1].numpy()
+        return out
+
     # -- encoder ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def analyse(self, rgb: np.ndarray) -> torch.Tensor:
+    def analyse(self, rgb: np.ndarray, progress: bool = False) -> torch.Tensor:
+        """The float32 latent y of a uint8 (H, W, 3) image. The image is padded (edge) to a
+        multiple of 64 and turned into float one tile at a time, never as a whole."""
         h, w = rgb.shape[:2]
-        ph, pw = -h % PAD_MULTIPLE, -w % PAD_MULTIPLE
-        padded = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
-        x = torch.from_numpy(padded).permute(2, 0, 1).unsqueeze(0).float().div_(255)
-        return run_tiled(self.net.g_a, x, 1 / 16, self.tile * 16, self.analysis_margin * 16)
+        hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
+
+        def window(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
+            if a1 <= h and b1 <= w:
+                part = rgb[a0:a1, b0:b1]
+            else:  # edge padding of the part beyond the image
+                part = rgb[np.ix_(np.minimum(np.arange(a0, a1), h - 1), np.minimum(np.arange(b0, b1), w - 1))]
+            return torch.from_numpy(np.array(part)).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+        return run_tiled(self.net.g_a, window, 1 / 16, self.tile * 16, self.analysis_margin * 16,
+                         size=(hp, wp), progress=progress, desc="analysis")
 
     @torch.no_grad()
     def _code_latent(self, y: torch.Tensor, quality_milli: int) -> list[bytes]:
         gain, _ = self._gains(quality_milli)
-        y_g = y.double() * gain
-        z = self.net.h_a(y_g.float())
+
+        def scaled(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
+            return (y[..., a0:a1, b0:b1].double() * gain).float()
+
+        z = run_tiled(self.net.h_a, scaled, 1 / 4, self.hyper_analysis_tile, self.hyper_analysis_margin,
+                      size=y.shape[-2:])
         z_int = torch.round(z).clamp(-Z_CLAMP, Z_CLAMP).double()
-        means, indices = self.hyper(z_int)
-        symbols = torch.round(y_g - means)
+        _, _, hz, wz = z_int.shape
+        symbols = np.empty(y.shape, dtype=np.int32)
+        indices = np.empty(y.shape, dtype=np.uint8)
+        for r0 in range(0, hz, self.hyper_band):  # bands of rows: no float64 copy of the whole latent
+            a0, a1 = 4 * r0, 4 * min(hz, r0 + self.hyper_band)
+            means, idx = self._hyper_window(z_int, a0, a1, 0, 4 * wz)
+            band = torch.round(y[..., a0:a1, :].double() * gain - means)
+            if band.numel() and band.abs().max() >= 2**31:
+                raise UserError("image gives latent values beyond what the format can store")
+            symbols[..., a0:a1, :] = band.numpy()
+            indices[..., a0:a1, :] = idx.numpy()
         z_stream, z_esc = coder.encode(z_int.long().numpy(), self._z_indices(z_int.shape), self.z_tables)
-        y_stream, y_esc = coder.encode(symbols.long().numpy(), indices.numpy(), self.y_tables)
+        y_stream, y_esc = coder.encode(symbols, indices, self.y_tables)
         return [z_stream, z_esc, y_stream, y_esc]
 
     def _container(self, img: PreparedImage, quality_milli: int, streams: list[bytes]) -> bytes:
@@ -234,16 +288,17 @@ class Codec:
 
     def compress(
         self, image, quality: float | None = None, target_bpp: float | None = None, *,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_metadata: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_metadata: bool = False, progress: bool = False,
     ) -> bytes:
         """Compress to ``.gcz`` bytes at a quality in [1, levels] or at a target bits/pixel.
         Images above ``max_pixels`` (None: no limit) are refused before they are decoded. The
-        ICC profile is kept; ``keep_metadata`` keeps the EXIF block too."""
+        ICC profile is kept; ``keep_metadata`` keeps the EXIF block too. ``progress`` shows a
+        bar on stderr when the image takes more than a few seconds."""
         if quality is not None and target_bpp is not None:
             raise UserError("give either a quality or a target bpp, not both")
         img = prepare_image(image, max_pixels, keep_metadata)
         with reuse_large_buffers():
-            y = self.analyse(img.rgb)
+            y = self.analyse(img.rgb, progress=progress)
             if target_bpp is None:
                 q = self._check_quality(3.0 if quality is None else quality)
                 return self._container(img, q, self._code_latent(y, q))
@@ -284,13 +339,18 @@ class Codec:
         if not 1000 <= header.quality_milli <= self.levels * 1000:
             raise ModelMismatchError(f"file quality {header.quality} is outside this model's range")
 
-    @torch.no_grad()
-    def decode_latent(self, container: Container, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+    def _check_container(self, container: Container, max_pixels: int | None) -> None:
         h = container.header
         self.check_header(h)
         check_pixels(h.width, h.height, max_pixels, what="file's image")
         if len(container.streams) != core_stream_count(h.mode):
             raise ModelMismatchError("file has an unexpected number of streams")
+
+    @torch.no_grad()
+    def _latent_source(self, container: Container) -> tuple[Source, tuple[int, int]]:
+        """Entropy-decode a file's latent; returns a function giving any window of ŷ (float64,
+        exact) and the latent's size. Only the integer symbols (int32) are held whole."""
+        h = container.header
         z_stream, z_esc, y_stream, y_esc = container.streams[:4]
         hp, wp = -(-h.height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-h.width // PAD_MULTIPLE) * PAD_MULTIPLE
         z_shape = (1, self.config.hyper_channels, hp // 64, wp // 64)
@@ -299,66 +359,98 @@ class Codec:
         # push the integer hyper-synthesis out of its exact range.
         if z_int.size and np.abs(z_int).max() > Z_CLAMP:
             raise CorruptFileError("entropy-coded data is damaged (hyper-latent out of range)")
-        try:
-            means, indices = self.hyper(torch.from_numpy(z_int).double())
-        except ArithmeticError:
-            raise CorruptFileError("entropy-coded data is damaged (hyper-latent out of range)") from None
-        symbols = coder.decode(y_stream, y_esc, indices.numpy(), self.y_tables)
+        z_t = torch.from_numpy(z_int).double()
+        symbols = coder.decode(y_stream, y_esc, self._scale_indices(z_t), self.y_tables)
         _, inv_gain = self._gains(h.quality_milli)
-        # Exact in float64: integers plus dyadic means, times a dyadic gain.
-        return (torch.from_numpy(symbols).double() + means) * inv_gain
+
+        def window(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
+            means, _ = self._hyper_window(z_t, a0, a1, b0, b1)
+            # Exact in float64: integers plus dyadic means, times a dyadic gain.
+            return (torch.from_numpy(symbols[..., a0:a1, b0:b1]).double() + means) * inv_gain
+
+        return window, symbols.shape[-2:]
+
+    @torch.no_grad()
+    def decode_latent(self, container: Container, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:
+        """The whole dequantised latent ŷ (float64) of a file: for inspection and small images;
+        :meth:`decompress` never makes it whole."""
+        self._check_container(container, max_pixels)
+        window, (hy, wy) = self._latent_source(container)
+        return window(0, hy, 0, wy)
 
     @torch.no_grad()
     def synthesise(
-        self, y_hat: torch.Tensor, decoder: str = "mse", exact: bool = True, to_uint8: bool = False
-    ) -> torch.Tensor:
+        self, y_hat: torch.Tensor | Source, decoder: str = "mse", exact: bool = True, to_uint8: bool = False, *,
+        size: tuple[int, int] | None = None, sink: Sink | None = None, progress: bool = False,
+    ) -> torch.Tensor | None:
         """Pixels in [0, 1] (before clamping) from the latent. ``exact`` runs the fixed-point
         synthesis, identical on every machine and thread count; ``exact=False`` runs the float32
         network, faster but with last-bit differences between platforms. ``to_uint8`` rounds
-        every tile to 8-bit pixels as it is made, so a large image never exists in float64."""
+        every tile to 8-bit pixels as it is made, so a large image never exists in float64.
+        ``y_hat`` may be a window function with ``size``, and ``sink`` may take the tiles
+        (:func:`gancodec.tiling.run_tiled`)."""
         if decoder not in self.decoders:
             raise UserError(f"decoder must be one of {', '.join(self.decoders)}, got {decoder!r}")
         head_margin = 2 + 2 * self.config.res_blocks
         if exact:
             if decoder not in self._exact:
                 self._exact[decoder] = ExactSynthesis(self.net.synthesis(decoder))
-            head, tail, y_hat = self._exact[decoder].head, self._exact[decoder].tail, y_hat.double()
+            head, tail = self._exact[decoder].head, self._exact[decoder].tail
         else:
             layers = self.net.synthesis(decoder).net
             split = upsampling_start(layers)
-            head, tail, y_hat = layers[:split], layers[split:], y_hat.float()
+            head, tail = layers[:split], layers[split:]
+        dtype = torch.float64 if exact else torch.float32
+        if isinstance(y_hat, torch.Tensor):
+            y_hat = y_hat.to(dtype)
+        else:
+            window = y_hat
+
+            def y_hat(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
+                return window(a0, a1, b0, b1).to(dtype)
         if to_uint8:
             float_tail = tail
 
             def tail(a: torch.Tensor) -> torch.Tensor:
                 return torch.round(float_tail(a).clamp_(0, 1).mul_(255)).to(torch.uint8)
 
-        return run_tiled_two_stage(head, tail, y_hat, 16, self.tile, head_margin, self.tail_tile, self.tail_margin)
+        return run_tiled_two_stage(head, tail, y_hat, 16, self.tile, head_margin, self.tail_tile, self.tail_margin,
+                                   size=size, sink=sink, progress=progress, desc="synthesis")
 
     def decompress(
-        self, data: bytes, decoder: str = "mse", exact: bool = True, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+        self, data: bytes, decoder: str = "mse", exact: bool = True, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        progress: bool = False,
     ) -> np.ndarray:
         """Decode to a uint8 array: (H, W, 3) RGB, (H, W) grey, (H, W, 4) RGBA or (H, W, 2) LA.
         ``exact=False`` trades bit-exact pixels for a faster float32 synthesis. A file declaring
         more than ``max_pixels`` pixels (None: no limit) is refused before anything is decoded.
-        The metadata streams (ICC profile, EXIF) are read with :func:`read_metadata`."""
+        The metadata streams (ICC profile, EXIF) are read with :func:`read_metadata`.
+        ``progress`` shows a bar on stderr when decoding takes more than a few seconds."""
         container = Container.from_bytes(data)
         h = container.header
-        self.check_header(h)
-        check_pixels(h.width, h.height, max_pixels, what="file's image")
+        self._check_container(container, max_pixels)
         if decoder not in self.decoders:  # before the entropy decoding, not after
             raise UserError(f"decoder must be one of {', '.join(self.decoders)}, got {decoder!r}")
         alpha = self._decode_alpha(container) if h.mode.has_alpha else None  # cheap checks first
+        grey = h.mode.is_grey
+        out = np.empty((h.height, h.width, (1 if grey else 3) + (alpha is not None)), dtype=np.uint8)
+
+        def store(r0: int, r1: int, c0: int, c1: int, tile: torch.Tensor) -> None:
+            r1, c1 = min(r1, h.height), min(c1, h.width)  # the padding beyond the image is dropped
+            if r0 >= r1 or c0 >= c1:
+                return
+            rgb = tile[0, :, : r1 - r0, : c1 - c0].permute(1, 2, 0).numpy()
+            if grey:
+                out[r0:r1, c0:c1, 0] = np.round(rgb.astype(np.float32).mean(axis=2))
+            else:
+                out[r0:r1, c0:c1, :3] = rgb
+
         with reuse_large_buffers():
-            pixels = self.synthesise(self.decode_latent(container, max_pixels), decoder, exact, to_uint8=True)
-        rgb = pixels[0, :, : h.height, : h.width].permute(1, 2, 0).numpy()
-        if h.mode.is_grey:
-            out = np.round(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)[..., None]
-        else:
-            out = rgb
+            window, size = self._latent_source(container)
+            self.synthesise(window, decoder, exact, to_uint8=True, size=size, sink=store, progress=progress)
         if alpha is not None:
-            out = np.concatenate([out, alpha[..., None]], axis=2)
-        return out[..., 0] if out.shape[2] == 1 else np.ascontiguousarray(out)
+            out[..., -1] = alpha
+        return out[..., 0] if out.shape[2] == 1 else out
 
     @staticmethod
     def _decode_alpha(container: Container) -> np.ndarray:

@@ -38,21 +38,37 @@ class Enhancer(BlendedModel):
         return 64 if self.kind == "restore" else 48
 
     @torch.no_grad()
-    def run(self, rgb: np.ndarray, realism: float = 0.0, task: str = "auto", strength: float = 1.0) -> np.ndarray:
-        """Restore (kind ``restore``) or upscale (kind ``sr``) a uint8 RGB image."""
+    def run(self, rgb: np.ndarray, realism: float = 0.0, task: str = "auto", strength: float = 1.0,
+            progress: bool = False) -> np.ndarray:
+        """Restore (kind ``restore``) or upscale (kind ``sr``) a uint8 RGB image. Tiles are turned
+        into float and back into uint8 one at a time: memory is bounded by the tile, plus the
+        uint8 input and output."""
         self.set_realism(realism)
         if min(rgb.shape[:2]) < 2:
             raise UserError(f"image is {rgb.shape[1]}×{rgb.shape[0]}: at least 2×2 pixels are needed")
-        x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div_(255)
         if self.kind == "restore":
             if task not in TASKS:
                 raise UserError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
             if not 0 <= strength <= 2:
                 raise UserError(f"strength must be in 0..2, got {strength}")
-            y = run_tiled(lambda t: self.net(t, task, strength), x, 1, self.tile, self.margin)
+            scale = 1
+
+            def net(t: torch.Tensor) -> torch.Tensor:
+                return self.net(t, task, strength)
         else:
-            y = run_tiled(self.net, x, self.config.scale, self.tile, self.margin)
-        return (y[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+            scale, net = self.config.scale, self.net
+        h, w = rgb.shape[:2]
+        out = np.empty((scale * h, scale * w, 3), dtype=np.uint8)
+
+        def window(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
+            return torch.from_numpy(np.array(rgb[a0:a1, b0:b1, :3])).permute(2, 0, 1)[None].float().div_(255)
+
+        def store(r0: int, r1: int, c0: int, c1: int, t: torch.Tensor) -> None:
+            out[r0:r1, c0:c1] = (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+        run_tiled(net, window, scale, self.tile, self.margin, size=(h, w), sink=store, progress=progress,
+                  desc=self.kind)
+        return out
 
 
 def export_enhance(run: Path, out: Path, name: str) -> Path:

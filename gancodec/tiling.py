@@ -2,8 +2,13 @@
 
 Each tile is computed with ``margin`` pixels of real context on every side and only its core
 is kept. When the margin covers the network's receptive field the result equals the untiled
-one (up to float summation order); the tile plan depends only on the input size, so repeated
-runs give identical output.
+one (up to float summation order; exactly, for the fixed-point networks); the tile plan
+depends only on the input size, so repeated runs give identical output.
+
+Memory is bounded by the tile, not the image, when the caller also keeps the image out of
+float: the input may be a *source* — a function returning any window of it as a tensor, e.g.
+read from a uint8 array and converted one tile at a time — and the output may go to a *sink*
+that stores each finished tile (into a uint8 array, say) instead of a full-size tensor.
 """
 
 from __future__ import annotations
@@ -12,60 +17,114 @@ from collections.abc import Callable
 
 import torch
 
+# rows a0:a1, columns b0:b1 of the input, as an (N, C, a1 - a0, b1 - b0) tensor
+Source = Callable[[int, int, int, int], torch.Tensor]
+# output rows r0:r1, columns c0:c1 and the tensor of that window
+Sink = Callable[[int, int, int, int, torch.Tensor], None]
+
 
 def _spans(length: int, tile: int) -> list[tuple[int, int]]:
     return [(s, min(s + tile, length)) for s in range(0, length, tile)]
 
 
+def tile_grid(h: int, w: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """The tiles (r0, r1, c0, c1) of an h × w plane, row by row."""
+    return [(r0, r1, c0, c1) for r0, r1 in _spans(h, tile) for c0, c1 in _spans(w, tile)]
+
+
+def _as_source(x: torch.Tensor | Source, size: tuple[int, int] | None) -> tuple[Source, int, int]:
+    if isinstance(x, torch.Tensor):
+        return (lambda a0, a1, b0, b1: x[..., a0:a1, b0:b1]), x.shape[-2], x.shape[-1]
+    if size is None:
+        raise ValueError("a source function needs size=(h, w)")
+    return x, size[0], size[1]
+
+
+class _Collect:
+    """The default sink: one output tensor, allocated when the first tile shows its channels and dtype."""
+
+    def __init__(self, h: int, w: int):
+        self.h, self.w, self.out = h, w, None
+
+    def __call__(self, r0: int, r1: int, c0: int, c1: int, t: torch.Tensor) -> None:
+        if self.out is None:
+            self.out = t.new_empty((*t.shape[:-2], self.h, self.w))
+        self.out[..., r0:r1, c0:c1] = t
+
+
+def _bar(total: int, progress: bool, desc: str):
+    from tqdm import tqdm
+
+    # delay: the bar appears only once the work has taken a few seconds (large images)
+    return tqdm(total=total, desc=desc, unit="tile", delay=2.0, disable=not progress or total < 2,
+                leave=False, dynamic_ncols=True)
+
+
+def _scaled(v: int, scale: float) -> int:
+    r = v * scale
+    if abs(r - round(r)) > 1e-9:
+        raise ValueError(f"tile boundary {v} does not map to a whole output pixel at scale {scale}")
+    return int(round(r))
+
+
 def run_tiled(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float, tile: int, margin: int
-) -> torch.Tensor:
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor | Source, scale: float, tile: int, margin: int,
+    *, size: tuple[int, int] | None = None, sink: Sink | None = None, progress: bool = False, desc: str = "",
+) -> torch.Tensor | None:
     """Apply ``fn`` (output size = ``scale`` × input size) to ``x`` (N, C, H, W) in tiles.
 
-    ``tile`` and ``margin`` are in input pixels; ``tile * scale`` and ``margin * scale`` must be
-    whole numbers (e.g. multiples of 16 for a stride-16 encoder).
+    ``x`` is a tensor, or a :data:`Source` with ``size=(H, W)``. The result is returned as one
+    tensor, or handed tile by tile to ``sink`` (then None is returned). ``tile`` and ``margin``
+    are in input pixels; ``tile * scale`` and ``margin * scale`` must be whole numbers (e.g.
+    multiples of 16 for a stride-16 encoder).
     """
-    h, w = x.shape[-2:]
-    if h <= tile and w <= tile:
-        return fn(x)
-
-    def out(v: int) -> int:
-        r = v * scale
-        if abs(r - round(r)) > 1e-9:
-            raise ValueError(f"tile boundary {v} does not map to a whole output pixel at scale {scale}")
-        return int(round(r))
-
-    rows = []
-    for r0, r1 in _spans(h, tile):
-        cols = []
-        for c0, c1 in _spans(w, tile):
+    source, h, w = _as_source(x, size)
+    collect = _Collect(_scaled(h, scale), _scaled(w, scale)) if sink is None else None
+    put = sink or collect
+    grid = tile_grid(h, w, tile)
+    with _bar(len(grid), progress, desc) as bar:
+        for r0, r1, c0, c1 in grid:
             a0, a1 = max(0, r0 - margin), min(h, r1 + margin)
             b0, b1 = max(0, c0 - margin), min(w, c1 + margin)
-            y = fn(x[..., a0:a1, b0:b1])
-            cols.append(y[..., out(r0 - a0) : out(r1 - a0), out(c0 - b0) : out(c1 - b0)])
-        rows.append(torch.cat(cols, dim=-1))
-    return torch.cat(rows, dim=-2)
+            y = fn(source(a0, a1, b0, b1))
+            rows = slice(_scaled(r0 - a0, scale), _scaled(r1 - a0, scale))
+            cols = slice(_scaled(c0 - b0, scale), _scaled(c1 - b0, scale))
+            put(_scaled(r0, scale), _scaled(r1, scale), _scaled(c0, scale), _scaled(c1, scale), y[..., rows, cols])
+            bar.update()
+    return None if collect is None else collect.out
 
 
 def run_tiled_two_stage(
     head: Callable[[torch.Tensor], torch.Tensor], tail: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor, scale: int, tile: int, head_margin: int, tail_tile: int, tail_margin: int,
-) -> torch.Tensor:
+    x: torch.Tensor | Source, scale: int, tile: int, head_margin: int, tail_tile: int, tail_margin: int,
+    *, size: tuple[int, int] | None = None, sink: Sink | None = None, progress: bool = False, desc: str = "",
+) -> torch.Tensor | None:
     """``tail(head(x))`` in tiles, where ``head`` keeps the resolution and ``tail`` multiplies it
     by ``scale``. A decoder's upsampling tail holds most of the memory but sees little context,
     so it is tiled finely (``tail_tile``, ``tail_margin``) inside coarse head tiles; each head tile
-    covers its core plus the tail's margin, with ``head_margin`` of context beyond that."""
-    h, w = x.shape[-2:]
-    rows = []
-    for r0, r1 in _spans(h, tile):
-        cols = []
-        for c0, c1 in _spans(w, tile):
+    covers its core plus the tail's margin, with ``head_margin`` of context beyond that.
+    ``x``, ``size``, ``sink``: as for :func:`run_tiled`."""
+    source, h, w = _as_source(x, size)
+    collect = _Collect(scale * h, scale * w) if sink is None else None
+    put = sink or collect
+    grid = tile_grid(h, w, tile)
+    with _bar(len(grid), progress, desc) as bar:
+        for r0, r1, c0, c1 in grid:
             g0, g1 = max(0, r0 - tail_margin), min(h, r1 + tail_margin)
             k0, k1 = max(0, c0 - tail_margin), min(w, c1 + tail_margin)
             a0, a1 = max(0, g0 - head_margin), min(h, g1 + head_margin)
             b0, b1 = max(0, k0 - head_margin), min(w, k1 + head_margin)
-            feat = head(x[..., a0:a1, b0:b1])[..., g0 - a0 : g1 - a0, k0 - b0 : k1 - b0]
-            out = run_tiled(tail, feat, scale, tail_tile, tail_margin)
-            cols.append(out[..., scale * (r0 - g0) : scale * (r1 - g0), scale * (c0 - k0) : scale * (c1 - k0)])
-        rows.append(torch.cat(cols, dim=-1))
-    return torch.cat(rows, dim=-2)
+            feat = head(source(a0, a1, b0, b1))[..., g0 - a0 : g1 - a0, k0 - b0 : k1 - b0]
+
+            def put_tail(t0: int, t1: int, u0: int, u1: int, t: torch.Tensor,
+                         g0: int = g0, k0: int = k0, r0: int = r0, r1: int = r1, c0: int = c0, c1: int = c1) -> None:
+                # tail tile in the head tile's output coordinates -> keep the part inside the core
+                o0, o1 = max(t0, scale * (r0 - g0)), min(t1, scale * (r1 - g0))
+                p0, p1 = max(u0, scale * (c0 - k0)), min(u1, scale * (c1 - k0))
+                if o0 < o1 and p0 < p1:
+                    put(scale * g0 + o0, scale * g0 + o1, scale * k0 + p0, scale * k0 + p1,
+                        t[..., o0 - t0 : o1 - t0, p0 - u0 : p1 - u0])
+
+            run_tiled(tail, feat, scale, tail_tile, tail_margin, sink=put_tail)
+            bar.update()
+    return None if collect is None else collect.out

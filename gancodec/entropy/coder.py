@@ -62,79 +62,110 @@ class TableSet:
         ]
 
 
-def _group(indices: np.ndarray, n_tables: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stable order of symbols grouped by table, and the number of symbols per table."""
-    order = np.argsort(indices, kind="stable")
-    counts = np.bincount(indices, minlength=n_tables)
-    return order, counts
+# Symbols are grouped by table a chunk of the raster at a time: the same order as one stable
+# sort of the whole array by table, without an int64 index array of the whole latent (eight
+# bytes per symbol: hundreds of MB for a large photo).
+CHUNK = 1 << 22
+
+
+def _chunks(n: int) -> range:
+    return range(0, n, CHUNK)
+
+
+def _check_indices(indices: np.ndarray, n_tables: int) -> None:
+    for s in _chunks(indices.size):
+        part = indices[s : s + CHUNK]
+        if part.size and (part.min() < 0 or part.max() >= n_tables):
+            raise ValueError("table index out of range")
+
+
+def _per_table(symbols: np.ndarray, indices: np.ndarray, n_tables: int) -> list[list[np.ndarray]]:
+    """For each table, the symbols coded with it, in raster order (as pieces, one per chunk)."""
+    pieces: list[list[np.ndarray]] = [[] for _ in range(n_tables)]
+    for s in _chunks(indices.size):
+        idx = indices[s : s + CHUNK]
+        order = np.argsort(idx, kind="stable")
+        bounds = np.cumsum(np.bincount(idx, minlength=n_tables))
+        values = symbols[s : s + CHUNK][order]
+        for k, piece in enumerate(np.split(values, bounds[:-1])):
+            if piece.size:
+                pieces[k].append(piece)
+    return pieces
 
 
 def encode(symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> tuple[bytes, bytes]:
     """Code ``symbols`` (ints) with table ``indices[i]`` each. Returns (ans stream, escapes)."""
-    symbols = symbols.reshape(-1).astype(np.int64)
-    indices = indices.reshape(-1).astype(np.int64)
-    if indices.size and (indices.min() < 0 or indices.max() >= len(tables)):
-        raise ValueError("table index out of range")
-    order, counts = _group(indices, len(tables))
-    sorted_symbols = symbols[order]
+    symbols = symbols.reshape(-1)
+    indices = indices.reshape(-1)
+    if symbols.size != indices.size:
+        raise ValueError("one table index per symbol is needed")
+    if indices.dtype.kind not in "iu":
+        raise ValueError("table indices must be integers")
+    _check_indices(indices, len(tables))
+    pieces = _per_table(symbols, indices, len(tables))
     models = tables.models()
-    groups = []
     escapes = []
-    start = 0
-    for k, n in enumerate(counts):
-        values = sorted_symbols[start : start + n]
-        start += n
-        r = tables.radius(k)
-        escaped = np.abs(values) > r
-        codes = np.where(escaped, 2 * r + 1, values + r).astype(np.int32)
-        escapes.append(values[escaped])
-        groups.append(codes)
     coder = constriction.stream.stack.AnsCoder()
     # A stack coder decodes in the opposite order of encoding: push the last group first.
     for k in reversed(range(len(tables))):
-        if groups[k].size:
-            coder.encode_reverse(groups[k], models[k])
+        if not pieces[k]:
+            continue
+        values = np.concatenate(pieces[k]).astype(np.int64)
+        pieces[k] = []
+        r = tables.radius(k)
+        escaped = np.abs(values) > r
+        escapes.append(values[escaped])
+        coder.encode_reverse(np.where(escaped, 2 * r + 1, values + r).astype(np.int32), models[k])
     words = coder.get_compressed()
-    escape_bytes = np.concatenate(escapes).astype("<i4").tobytes() if escapes else b""
+    escape_bytes = np.concatenate(escapes[::-1]).astype("<i4").tobytes() if escapes else b""
     return words.astype("<u4").tobytes(), escape_bytes
 
 
 def decode(stream: bytes, escapes: bytes, indices: np.ndarray, tables: TableSet) -> np.ndarray:
-    """Inverse of :func:`encode`, given the same ``indices``. Returns int64 symbols."""
+    """Inverse of :func:`encode`, given the same ``indices``. Returns int32 symbols (every value
+    a file can hold: the escape side stream is int32)."""
     shape = indices.shape
-    indices = indices.reshape(-1).astype(np.int64)
+    indices = indices.reshape(-1)
     if len(stream) % 4 or len(escapes) % 4:
         raise CorruptFileError("entropy-coded stream has a broken length")
     words = np.frombuffer(stream, dtype="<u4").astype(np.uint32)
-    escape_values = np.frombuffer(escapes, dtype="<i4").astype(np.int64)
-    order, counts = _group(indices, len(tables))
+    escape_values = np.frombuffer(escapes, dtype="<i4").astype(np.int32)
+    counts = np.zeros(len(tables), dtype=np.int64)
+    for s in _chunks(indices.size):
+        counts += np.bincount(indices[s : s + CHUNK], minlength=len(tables))
     models = tables.models()
     try:
         coder = constriction.stream.stack.AnsCoder(words)
     except ValueError as exc:  # e.g. "ANS compressed data never ends in a zero word" (found by fuzzing)
         raise CorruptFileError(f"entropy-coded data is damaged ({exc})") from None
-    out_sorted = np.empty(indices.size, dtype=np.int64)
-    start = 0
+    groups: list[np.ndarray] = []
     used_escapes = 0
     for k, n in enumerate(counts):
         if n == 0:
+            groups.append(np.empty(0, dtype=np.int32))
             continue
         try:
-            codes = coder.decode(models[k], int(n)).astype(np.int64)
+            codes = coder.decode(models[k], int(n))
         except Exception as exc:  # constriction raises on exhausted / invalid data
             raise CorruptFileError(f"entropy-coded data is damaged ({exc})") from None
         r = tables.radius(k)
-        values = codes - r
-        escaped = codes == 2 * r + 1
+        values = np.asarray(codes, dtype=np.int32) - r
+        escaped = values == r + 1
         n_esc = int(escaped.sum())
         if used_escapes + n_esc > escape_values.size:
             raise CorruptFileError("entropy-coded data refers to missing escape values")
         values[escaped] = escape_values[used_escapes : used_escapes + n_esc]
         used_escapes += n_esc
-        out_sorted[start : start + n] = values
-        start += n
+        groups.append(values)
     if used_escapes != escape_values.size:
         raise CorruptFileError("entropy-coded data has unused escape values")
-    out = np.empty_like(out_sorted)
-    out[order] = out_sorted
+    out = np.empty(indices.size, dtype=np.int32)
+    taken = np.zeros(len(tables), dtype=np.int64)
+    for s in _chunks(indices.size):  # back to raster order, a chunk at a time
+        idx = indices[s : s + CHUNK]
+        order = np.argsort(idx, kind="stable")
+        here = np.bincount(idx, minlength=len(tables))
+        part = np.concatenate([groups[k][taken[k] : taken[k] + here[k]] for k in np.flatnonzero(here)])
+        taken += here
+        out[s + order] = part
     return out.reshape(shape)
