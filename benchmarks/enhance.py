@@ -42,7 +42,7 @@ from gancodec.metrics import psnr, y_channel
 from gancodec.training.degradations import bicubic_down, jpeg
 from gancodec.zoo import load_enhancer
 
-LABELS = {"bicubic": "bicubic", "jpeg": "JPEG", "fidelity": "ours-fidelity", "gan": "ours-GAN"}
+LABELS = {"bicubic": "bicubic", "jpeg": "JPEG", "fidelity": "ours-fidelity", "gan": "ours-GAN", "fidelity-x8": "ours-fidelity x8"}
 
 SPEED = textwrap.dedent("""
     import json, resource, statistics, sys, time
@@ -152,11 +152,12 @@ def crop_indices(n: int, count: int) -> set[int]:
     return set(np.linspace(0, n - 1, count).round().astype(int).tolist()) if count > 0 and n else set()
 
 
-def stages(model: Enhancer) -> list[str]:
-    return ["fidelity"] + (["gan"] if "gan" in model.weights else [])
+def stages(model: Enhancer, self_ensemble: bool = False) -> list[str]:
+    return ["fidelity"] + (["fidelity-x8"] if self_ensemble else []) + (["gan"] if "gan" in model.weights else [])
 
 
-def bench_sr(model: Enhancer, data: list[str], out: Path, n_crops: int, progress: bool) -> dict:
+def bench_sr(model: Enhancer, data: list[str], out: Path, n_crops: int, progress: bool,
+             self_ensemble: bool = False) -> dict:
     s = model.config.scale
     images = load_images(data)
     crops, records = crop_indices(len(images), n_crops), []
@@ -165,7 +166,8 @@ def bench_sr(model: Enhancer, data: list[str], out: Path, n_crops: int, progress
         hr = np.ascontiguousarray(rgb[:h, :w])
         lr = np.array(bicubic_down(hr, s))  # writable: torch.from_numpy warns on read-only arrays
         outs = {"bicubic": np.asarray(Image.fromarray(lr).resize((w, h), Image.BICUBIC))}
-        outs |= {st: model.run(lr, realism=float(st == "gan")) for st in stages(model)}
+        outs |= {st: model.run(lr, realism=float(st == "gan"), self_ensemble=st.endswith("-x8"))
+                 for st in stages(model, self_ensemble)}
         feats = patch_features(hr)
         rec = {"dataset": dataset, "image": name, "size": [h, w]}
         rec |= {m: scores(hr, o, feats, border=s) for m, o in outs.items()}
@@ -174,7 +176,7 @@ def bench_sr(model: Enhancer, data: list[str], out: Path, n_crops: int, progress
             panels = [("LR (nearest)", np.asarray(Image.fromarray(lr).resize((w, h), Image.NEAREST)))]
             panels += [(f"{LABELS[m]} {rec[m]['psnr']:.2f} dB", o) for m, o in outs.items()] + [("original", hr)]
             save_crops(out / "crops" / f"{model.name}-{dataset}-{name}.png", panels, 96, 4 * s, 3)
-    methods = ["bicubic", *stages(model)]
+    methods = ["bicubic", *stages(model, self_ensemble)]
     return {"model": model.name, "scale": s, "methods": methods, "border": s, "metric_channel": "Y (BT.601)",
             "means": group_means(records, ("dataset",), methods), "images": records}
 
@@ -254,7 +256,11 @@ def sr_table(result: dict) -> str:
     header = ["model", "dataset", "images", "bicubic PSNR / SSIM", "ours-fidelity", "ours-GAN",
               "HF ratio bicubic / fid. / GAN"]
     name = f"{result['model']} ×{result['scale']}"
-    rows = [[name, g["dataset"], g["images"], cell(g, "bicubic"), cell(g, "fidelity"), cell(g, "gan"),
+    ensembled = "fidelity-x8" in result["methods"]
+    if ensembled:
+        header.insert(5, "ours-fidelity, self-ensemble ×8")
+    rows = [[name, g["dataset"], g["images"], cell(g, "bicubic"), cell(g, "fidelity"),
+             *([cell(g, "fidelity-x8")] if ensembled else []), cell(g, "gan"),
              hf_cell(g, ["bicubic", "fidelity", "gan"])] for g in result["means"]]
     return markdown(header, rows)
 
@@ -297,6 +303,8 @@ def main() -> None:
     p.add_argument("--crops", type=int, default=2, help="images per run with side-by-side crops (0: none)")
     p.add_argument("--size", type=int, default=0, help="speed input side in px (default 512 for SR, 1024 restore)")
     p.add_argument("--runs", type=int, default=3, help="timed runs per model after the warm-up (speed mode)")
+    p.add_argument("--self-ensemble", action="store_true",
+                   help="sr mode: also score the fidelity weights with the ×8 geometric self-ensemble")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     out = Path(args.out)
@@ -316,7 +324,7 @@ def main() -> None:
         for name in args.model:
             model = load_enhancer(name, "sr" if args.mode == "sr" else "restore")
             if args.mode == "sr":
-                result = bench_sr(model, args.data, out, args.crops, not args.no_progress)
+                result = bench_sr(model, args.data, out, args.crops, not args.no_progress, args.self_ensemble)
                 table = sr_table(result)
             else:
                 result = bench_jpeg(model, args.data, args.qualities, out, args.crops, not args.no_progress,

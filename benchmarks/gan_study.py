@@ -52,7 +52,7 @@ def _train_args(a: argparse.Namespace, loss: str, sn: bool, seed: int, out: Path
     from gancodec.cli import build_parser
 
     argv = ["train", "gan", "--data", a.data, "--loss", loss, "--steps", str(steps), "--out", str(out),
-            "--seed", str(seed), "--eval-every", str(a.eval_every), "--eval-n", str(a.eval_n),
+            "--seed", str(seed), "--eval-every", str(a.eval_every), "--eval-n", str(a.eval_n), "--judge", a.judge,
             "--device", a.device, "--precision", a.precision, "--width", str(a.width),
             "--batch-size", str(a.batch_size), "--checkpoint-every", str(max(steps // 2, 1)),
             "--sample-every", str(max(steps // 4, 1)), "--no-progress", "--resume",
@@ -88,7 +88,7 @@ def run_one(a: argparse.Namespace, loss: str, sn: bool, seed: int, out: Path, st
             record[weights] = None
             continue
         res = jsonable(evaluate_gan(str(out), n=final_n, seed=10_000 + seed, real=a.data, device=a.device,
-                                    weights=weights, floor=False))
+                                    weights=weights, floor=False, judge=a.judge))
         (out / f"eval_{weights}.json").write_text(json.dumps(res, indent=2) + "\n")
         record[weights] = res["metrics"]
     record["seconds"] = round(time.time() - start, 1)
@@ -214,7 +214,7 @@ def compute_floor(a: argparse.Namespace) -> dict | None:
         held, _ = load_mnist(a.data, "heldout")
     except Exception:
         return None
-    return jsonable(real_floor(load_judge(), to_tensor(train), to_tensor(held)))
+    return jsonable(real_floor(load_judge(a.judge), to_tensor(train), to_tensor(held)))
 
 
 def ship(a: argparse.Namespace, cell: dict, pool) -> dict:
@@ -233,7 +233,7 @@ def ship(a: argparse.Namespace, cell: dict, pool) -> dict:
         run, seconds = job.result()
         folder = Path(a.out) / "models" / name
         export_run(run, folder, name=name, ema=cell["ema"])
-        res = jsonable(evaluate_gan(str(folder), n=10000, seed=0, real=a.data, device=a.device))
+        res = jsonable(evaluate_gan(str(folder), n=10000, seed=0, real=a.data, device=a.device, judge=a.judge))
         res["train_seconds"] = seconds
         (folder.parent / f"{name}.eval.json").write_text(json.dumps(res, indent=2) + "\n")
         model = GANModel(folder)
@@ -272,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="fp32", help="fp32: the networks are too small for bf16 to pay")
     p.add_argument("--ship-steps", type=int, default=0, help="then train the shipped models this long (0: no)")
     p.add_argument("--ship-seed", type=int, default=0)
+    p.add_argument("--judge", default="mnist-judge",
+                   help="judge model (the published table used mnist-judge-v0.1)")
     p.add_argument("--report-only", action="store_true", help="tabulate the runs already in --out")
     a = p.parse_args(argv)
     out = Path(a.out)

@@ -72,24 +72,28 @@ def _enhancer(model, default: str, kind: str, scale: int | None = None):
     return load_enhancer(model or default, kind, scale) if model is None or isinstance(model, str) else model
 
 
-def restore(image, task: str = "auto", *, strength: float = 1.0, realism: float = 0.0, model=None) -> np.ndarray:
+def restore(image, task: str = "auto", *, strength: float = 1.0, realism: float = 0.0, model=None,
+            self_ensemble: bool = False) -> np.ndarray:
     """Remove JPEG artefacts (``task="jpeg"``), noise (``"denoise"``) or an unknown mix
     (``"auto"``) from an image (path, PIL image or uint8 array); returns uint8 RGB.
-    ``realism`` blends the fidelity (0) and GAN (1) weights; ``strength`` scales the correction."""
+    ``realism`` blends the fidelity (0) and GAN (1) weights; ``strength`` scales the correction;
+    ``self_ensemble`` averages the 8 flips/rotations (8× the time, a little more fidelity)."""
     from .codec import prepare_image
 
     enhancer = _enhancer(model, "restore-lite", "restore")
-    return enhancer.run(prepare_image(image).rgb, realism=realism, task=task, strength=strength)
+    return enhancer.run(prepare_image(image).rgb, realism=realism, task=task, strength=strength,
+                        self_ensemble=self_ensemble)
 
 
-def upscale(image, scale: int = 4, *, realism: float = 0.0, model=None) -> np.ndarray:
-    """Super-resolve an image ×2 or ×4; returns uint8 RGB. ``realism`` as in :func:`restore`."""
+def upscale(image, scale: int = 4, *, realism: float = 0.0, model=None, self_ensemble: bool = False) -> np.ndarray:
+    """Super-resolve an image ×2 or ×4; returns uint8 RGB. ``realism`` and ``self_ensemble`` as
+    in :func:`restore`."""
     from .codec import prepare_image
 
     if scale not in (2, 4):
         raise UserError(f"scale {scale} is not supported (use 2 or 4)")
     enhancer = _enhancer(model, f"sr-x{scale}-lite", "sr", scale)
-    return enhancer.run(prepare_image(image).rgb, realism=realism)
+    return enhancer.run(prepare_image(image).rgb, realism=realism, self_ensemble=self_ensemble)
 
 
 def generate(n: int, digit: int | None = None, seed: int | None = None, model=None,

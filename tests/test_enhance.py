@@ -86,17 +86,26 @@ def test_upscale_cli(trained, tmp_path, photo):
 
 @pytest.mark.parametrize("kind", ["restore", "sr"])
 def test_tiled_matches_untiled(trained, kind, photo):
+    """Tiles read from and write to uint8 arrays (memory bounded by the tile); SR runs its
+    full-resolution tail in tiles of its own. Neither leaves a seam."""
+    import torch
+
     from gancodec.zoo import load_enhancer
 
     model = load_enhancer(str(trained[kind]))
     image = photo[:160, :144]
-    whole = model.run(image)  # fits one tile
-    model.tile = 64
-    try:
-        tiled = model.run(image)
-    finally:
-        model.tile = 256
-    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+    model.set_realism(0.0)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        y = model.net(x, "auto", 1.0) if kind == "restore" else model.net(x)
+    whole = (y[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    for tile, tail_tile in [(256, 64), (64, 64), (64, 5)]:
+        model.tile, model.sr_tail_tile = tile, tail_tile
+        try:
+            tiled = model.run(image)
+        finally:
+            model.tile, model.sr_tail_tile = 256, 64
+        assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1, (tile, tail_tile)
 
 
 def test_bad_inputs(trained, tmp_path, photo, capsys):
@@ -170,3 +179,28 @@ def test_jpeg_training_quality_is_log_uniform():
     assert q.min() == 10 and q.max() == 60
     # log-uniform: [10, 20) is one of log2(61/10) ≈ 2.6 octaves, so ~38 % of draws (uniform: 20 %)
     assert 0.34 < (q < 20).mean() < 0.42
+
+
+@pytest.mark.parametrize("kind", ["restore", "sr"])
+def test_self_ensemble_is_tiled_without_seams(trained, kind, photo):
+    """The ×8 geometric self-ensemble runs per tile; tiled, it equals the ensemble of the whole image."""
+    import torch
+
+    from gancodec.enhance import geometric_ensemble
+    from gancodec.zoo import load_enhancer
+
+    model = load_enhancer(str(trained[kind]))
+    image = photo[:100, :90]
+    model.set_realism(0.0)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    net = (lambda t: model.net(t, "auto", 1.0)) if kind == "restore" else model.net
+    with torch.no_grad():
+        y = geometric_ensemble(net)(x)
+    whole = (y[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    model.tile = 64
+    try:
+        tiled = model.run(image, self_ensemble=True)
+    finally:
+        model.tile = 256
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+    assert not np.array_equal(tiled, model.run(image))  # it is not the plain network

@@ -68,6 +68,8 @@ def add_train_subcommands(tsub, add_run_options: Callable[[argparse.ArgumentPars
     j.add_argument("--steps", type=int, default=1200, help="updates of --batch-size digits (1200 × 128 ≈ 15 epochs)")
     j.add_argument("--batch-size", type=int, default=128)
     j.add_argument("--lr", type=float, default=2e-3)
+    j.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="cross-entropy label smoothing (v0.1 used 0.05, which capped its confidence)")
     j.add_argument("--resume", action="store_true")
     add_run_options(j)
     j.set_defaults(handler=_train_judge)
@@ -111,7 +113,8 @@ def _eval_gan(args) -> int:
     from .evaluate import evaluate_gan, jsonable, summary_line
 
     result = jsonable(evaluate_gan(args.target, n=args.n, seed=args.seed, real=args.real, judge=args.judge,
-                                   device=args.device, weights=args.weights, floor=not args.no_floor))
+                                   device=args.device, weights=args.weights, floor=not args.no_floor,
+                                   truncation=args.truncation))
     if args.json:
         with atomic_output(args.json, "w") as fh:
             fh.write(json.dumps(result, indent=2) + "\n")
@@ -147,6 +150,8 @@ def add_subcommands(sub) -> None:
     g.add_argument("--judge", default="mnist-judge")
     g.add_argument("--weights", choices=["ema", "raw"], default="ema", help="for a run directory: which generator")
     g.add_argument("--no-floor", action="store_true", help="skip the real-vs-real floor")
+    g.add_argument("--truncation", type=float, default=None,
+                   help="measure samples drawn as `generate --truncation T` draws them")
     g.add_argument("--device", default="auto")
     g.add_argument("--threads", type=int, default=0)
     g.set_defaults(handler=_eval_gan)

@@ -55,8 +55,10 @@ def _real_folder(real: str | None, target: str) -> Path:
 
 
 def evaluate_gan(target: str, n: int = 10000, seed: int = 0, real: str | None = None, judge: str = "mnist-judge",
-                 device: str = "auto", weights: str = "ema", floor: bool = True) -> dict:
-    """Draw ``n`` samples (seeded) and measure them with the judge against the held-out digits."""
+                 device: str = "auto", weights: str = "ema", floor: bool = True,
+                 truncation: float | None = None) -> dict:
+    """Draw ``n`` samples (seeded; ``truncation`` as in ``gancodec generate``) and measure them
+    with the judge against the held-out digits."""
     from ..generator import noise
     from ..training.gan_task import to_unit
     from .judge import load_judge
@@ -75,7 +77,9 @@ def evaluate_gan(target: str, n: int = 10000, seed: int = 0, real: str | None = 
     folder = _real_folder(real, target)
     held, _ = load_mnist(f"mnist:{folder}", "heldout")
     judge_net = load_judge(judge, dev)
-    z = noise(n, config.nz, seed)
+    if truncation is not None and not truncation > 0:
+        raise UserError(f"--truncation must be positive, got {truncation}")
+    z = noise(n, config.nz, seed, truncation)
     labels = torch.arange(n) % 10 if config.conditional else None
     images = []
     with torch.no_grad():
@@ -86,7 +90,7 @@ def evaluate_gan(target: str, n: int = 10000, seed: int = 0, real: str | None = 
     real_feats, _ = judge_net.run(to_tensor(held))
     metrics = judge_metrics(feats.cpu().numpy(), probs.cpu().numpy(), real_feats.cpu().numpy(),
                             None if labels is None else labels.numpy())
-    result = {**info, "conditional": config.conditional, "n": n, "seed": seed,
+    result = {**info, "conditional": config.conditional, "n": n, "seed": seed, "truncation": truncation,
               "judge": judge, "heldout": str(folder / "mnist_5k.csv.gz"), "metrics": metrics}
     lo, hi = TARGETS["class_share"]
     result["targets"] = {

@@ -50,8 +50,18 @@ class RRDBNet(nn.Module):
         self.act = nn.LeakyReLU(0.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.upsample(self.trunk(x))
+
+    # The two halves, for tiled inference (gancodec.tiling.run_tiled_two_stage): the trunk needs
+    # wide context at low resolution, the upsampling tail holds the memory (full-resolution
+    # activations) but sees about one input pixel around it, so it is tiled finely.
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Low-resolution features, with the input itself appended (the tail's bilinear skip)."""
         feat = self.conv_first(x)
-        feat = feat + self.conv_body(self.body(feat))
+        return torch.cat([feat + self.conv_body(self.body(feat)), x], dim=1)
+
+    def upsample(self, trunk: torch.Tensor) -> torch.Tensor:
+        feat, x = trunk[:, :-3], trunk[:, -3:]
         for up in self.ups:  # nearest + conv upsampling avoids checkerboard artefacts
             feat = self.act(up(F.interpolate(feat, scale_factor=2, mode="nearest")))
         out = self.conv_last(self.act(self.conv_hr(feat)))

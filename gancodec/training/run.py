@@ -205,7 +205,7 @@ def train_judge_cli(args) -> Path:
 
     result = train_judge(args.data, Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, device=args.device, resume=args.resume, progress=not args.no_progress,
-                         precision=getattr(args, "precision", "auto"))
+                         precision=getattr(args, "precision", "auto"), label_smoothing=args.label_smoothing)
     print(json.dumps(result))
     return Path(args.out)
 

@@ -1,0 +1,87 @@
+"""Peak memory (RSS) and seconds of the ``gancodec`` commands on large photos: the curve that
+shows memory is bounded by the tile, not the image.
+
+    python benchmarks/memory_curve.py [--sizes 4000x3000 8000x6000 12000x9000] [--threads 2]
+        [--image ../shared/data/kodak/kodim23.png] [--work DIR] [--commands compress decompress restore upscale]
+
+Each size gets a test photo: ``--image`` resized (Lanczos) to that size and saved as PNG, so
+the content, and with it the rate, is that of a photo. Every command then runs in a fresh
+process, as a user runs it (``--max-pixels 0`` lifts the size limit, no progress bar), and its
+peak RSS is read from the kernel's accounting of that child (``wait4``). ``restore`` runs on
+each size; ``upscale`` (×4) on an input of 1/16 of each size, so its output has that size.
+``--python`` runs the commands with another interpreter/checkout (``PYTHONPATH``) for a
+before/after comparison. Prints one JSON line per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CLI = "import sys; from gancodec.cli import main; sys.exit(main())"
+
+
+def run(args: list[str], threads: int, pythonpath: str | None) -> tuple[float, float, int]:
+    """(seconds, peak RSS MB, exit status) of one ``gancodec`` command in a fresh process."""
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", CLI, *args, "--threads", str(threads)], env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t
+    return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+
+
+def make_photo(src: Path, size: tuple[int, int], dst: Path) -> None:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    if not dst.exists():
+        with Image.open(src) as im:
+            im.convert("RGB").resize(size, Image.LANCZOS).save(dst, compress_level=1)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", nargs="+", default=["4000x3000", "8000x6000", "12000x9000"], help="WxH")
+    p.add_argument("--image", default="../shared/data/kodak/kodim23.png")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", default="bench-memory")
+    p.add_argument("--commands", nargs="+", default=["compress", "decompress"],
+                   choices=["compress", "decompress", "restore", "upscale"])
+    p.add_argument("--pythonpath", default=None, help="PYTHONPATH for the commands (another checkout)")
+    p.add_argument("--label", default="current")
+    args = p.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    for spec in args.sizes:
+        w, h = (int(v) for v in spec.split("x"))
+        photo = work / f"photo-{w}x{h}.png"
+        make_photo(Path(args.image), (w, h), photo)
+        gcz, decoded = work / f"photo-{w}x{h}.gcz", work / f"decoded-{w}x{h}.png"
+        jobs = {
+            "compress": ["compress", str(photo), "-o", str(gcz), "-q", "2", "--max-pixels", "0", "--no-progress"],
+            "decompress": ["decompress", str(gcz), "-o", str(decoded), "--max-pixels", "0", "--no-progress"],
+            "restore": ["restore", str(photo), "-o", str(work / f"restored-{w}x{h}.png"), "--max-pixels", "0",
+                        "--no-progress"],
+        }
+        if "upscale" in args.commands:
+            small = work / f"photo-{w // 4}x{h // 4}.png"
+            make_photo(Path(args.image), (w // 4, h // 4), small)
+            jobs["upscale"] = ["upscale", str(small), "-o", str(work / f"upscaled-{w}x{h}.png"), "--scale", "4",
+                               "--max-pixels", "0", "--no-progress"]
+        for name in args.commands:
+            seconds, peak, code = run(jobs[name], args.threads, args.pythonpath)
+            print(json.dumps({"label": args.label, "command": name, "size": [w, h],
+                              "megapixels": round(w * h / 1e6, 1), "threads": args.threads,
+                              "seconds": round(seconds, 1), "peak_rss_mb": round(peak), "exit": code}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
