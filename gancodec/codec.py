@@ -56,6 +56,13 @@ class PreparedImage:
     icc_profile: bytes | None = None
     exif: bytes | None = None  # TIFF structure, orientation reset to 1
 
+    def __post_init__(self) -> None:
+        self.height, self.width = self.rgb.shape[:2]
+
+    def release_pixels(self) -> None:
+        """Drop this object's reference to the colour pixels (3 bytes a pixel) once they are coded."""
+        self.rgb = np.empty((0, 0, 3), dtype=np.uint8)
+
 
 # ICC colour spaces (header bytes 16..20) that describe the pixels we decode: a CMYK or Lab
 # profile would be wrong once the image is converted to RGB, so it is dropped.
@@ -280,7 +287,7 @@ class Codec:
             buf = io.BytesIO()
             Image.fromarray(img.alpha).save(buf, format="PNG", optimize=True)
             streams.append(buf.getvalue())
-        h, w = img.rgb.shape[:2]
+        h, w = img.height, img.width
         header = Header(self.name, self.weights_hash, w, h, img.mode, quality_milli)
         # Without metadata the file is version 1, byte for byte what earlier versions wrote.
         extensions = {tag: v for tag, v in ((TAG_ICC, img.icc_profile), (TAG_EXIF, img.exif)) if v is not None}
@@ -299,6 +306,7 @@ class Codec:
         img = prepare_image(image, max_pixels, keep_metadata)
         with reuse_large_buffers():
             y = self.analyse(img.rgb, progress=progress)
+            img.release_pixels()  # from here on the latent stands for the image
             if target_bpp is None:
                 q = self._check_quality(3.0 if quality is None else quality)
                 return self._container(img, q, self._code_latent(y, q))
@@ -308,7 +316,7 @@ class Codec:
         """Bisection over the continuous quality knob; the analysis transform runs once."""
         if not (math.isfinite(target_bpp) and target_bpp > 0):
             raise UserError("target bpp must be a positive number")
-        pixels = img.rgb.shape[0] * img.rgb.shape[1]
+        pixels = img.height * img.width
         lo, hi = 1000, self.levels * 1000
         best: tuple[float, bytes] | None = None
         for _ in range(14):

@@ -62,8 +62,9 @@ class TableSet:
         ]
 
 
-# Symbols are grouped by table a chunk of the raster at a time: the same order as one stable
-# sort of the whole array by table, without an int64 index array of the whole latent (eight
+# Symbols are grouped by table (the stream holds table 0's symbols in raster order, then table
+# 1's, ...). The groups are gathered one table at a time in chunks of the raster, so that the
+# only arrays of the latent's size are the caller's: no sorted copy, no int64 index array (eight
 # bytes per symbol: hundreds of MB for a large photo).
 CHUNK = 1 << 22
 
@@ -72,25 +73,19 @@ def _chunks(n: int) -> range:
     return range(0, n, CHUNK)
 
 
-def _check_indices(indices: np.ndarray, n_tables: int) -> None:
+def _counts(indices: np.ndarray, n_tables: int) -> np.ndarray:
+    counts = np.zeros(n_tables, dtype=np.int64)
     for s in _chunks(indices.size):
         part = indices[s : s + CHUNK]
         if part.size and (part.min() < 0 or part.max() >= n_tables):
             raise ValueError("table index out of range")
+        counts += np.bincount(part, minlength=n_tables)
+    return counts
 
 
-def _per_table(symbols: np.ndarray, indices: np.ndarray, n_tables: int) -> list[list[np.ndarray]]:
-    """For each table, the symbols coded with it, in raster order (as pieces, one per chunk)."""
-    pieces: list[list[np.ndarray]] = [[] for _ in range(n_tables)]
-    for s in _chunks(indices.size):
-        idx = indices[s : s + CHUNK]
-        order = np.argsort(idx, kind="stable")
-        bounds = np.cumsum(np.bincount(idx, minlength=n_tables))
-        values = symbols[s : s + CHUNK][order]
-        for k, piece in enumerate(np.split(values, bounds[:-1])):
-            if piece.size:
-                pieces[k].append(piece)
-    return pieces
+def _gather(symbols: np.ndarray, indices: np.ndarray, k: int) -> np.ndarray:
+    """The symbols coded with table ``k``, in raster order."""
+    return np.concatenate([symbols[s : s + CHUNK][indices[s : s + CHUNK] == k] for s in _chunks(indices.size)])
 
 
 def encode(symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> tuple[bytes, bytes]:
@@ -101,17 +96,15 @@ def encode(symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> tuple[
         raise ValueError("one table index per symbol is needed")
     if indices.dtype.kind not in "iu":
         raise ValueError("table indices must be integers")
-    _check_indices(indices, len(tables))
-    pieces = _per_table(symbols, indices, len(tables))
+    counts = _counts(indices, len(tables))
     models = tables.models()
     escapes = []
     coder = constriction.stream.stack.AnsCoder()
     # A stack coder decodes in the opposite order of encoding: push the last group first.
     for k in reversed(range(len(tables))):
-        if not pieces[k]:
+        if counts[k] == 0:
             continue
-        values = np.concatenate(pieces[k]).astype(np.int64)
-        pieces[k] = []
+        values = _gather(symbols, indices, k).astype(np.int64)
         r = tables.radius(k)
         escaped = np.abs(values) > r
         escapes.append(values[escaped])
@@ -130,19 +123,16 @@ def decode(stream: bytes, escapes: bytes, indices: np.ndarray, tables: TableSet)
         raise CorruptFileError("entropy-coded stream has a broken length")
     words = np.frombuffer(stream, dtype="<u4").astype(np.uint32)
     escape_values = np.frombuffer(escapes, dtype="<i4").astype(np.int32)
-    counts = np.zeros(len(tables), dtype=np.int64)
-    for s in _chunks(indices.size):
-        counts += np.bincount(indices[s : s + CHUNK], minlength=len(tables))
+    counts = _counts(indices, len(tables))
     models = tables.models()
     try:
         coder = constriction.stream.stack.AnsCoder(words)
     except ValueError as exc:  # e.g. "ANS compressed data never ends in a zero word" (found by fuzzing)
         raise CorruptFileError(f"entropy-coded data is damaged ({exc})") from None
-    groups: list[np.ndarray] = []
+    out = np.empty(indices.size, dtype=np.int32)
     used_escapes = 0
     for k, n in enumerate(counts):
         if n == 0:
-            groups.append(np.empty(0, dtype=np.int32))
             continue
         try:
             codes = coder.decode(models[k], int(n))
@@ -156,16 +146,12 @@ def decode(stream: bytes, escapes: bytes, indices: np.ndarray, tables: TableSet)
             raise CorruptFileError("entropy-coded data refers to missing escape values")
         values[escaped] = escape_values[used_escapes : used_escapes + n_esc]
         used_escapes += n_esc
-        groups.append(values)
+        taken = 0
+        for s in _chunks(indices.size):  # back to raster order, a chunk at a time
+            mask = indices[s : s + CHUNK] == k
+            here = int(np.count_nonzero(mask))
+            out[s : s + CHUNK][mask] = values[taken : taken + here]
+            taken += here
     if used_escapes != escape_values.size:
         raise CorruptFileError("entropy-coded data has unused escape values")
-    out = np.empty(indices.size, dtype=np.int32)
-    taken = np.zeros(len(tables), dtype=np.int64)
-    for s in _chunks(indices.size):  # back to raster order, a chunk at a time
-        idx = indices[s : s + CHUNK]
-        order = np.argsort(idx, kind="stable")
-        here = np.bincount(idx, minlength=len(tables))
-        part = np.concatenate([groups[k][taken[k] : taken[k] + here[k]] for k in np.flatnonzero(here)])
-        taken += here
-        out[s + order] = part
     return out.reshape(shape)
