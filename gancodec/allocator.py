@@ -19,6 +19,12 @@ difference).
   It stays out of the way where the host has a say: after
   :func:`tune_allocator`, when ``MALLOC_*`` / ``GLIBC_TUNABLES`` malloc settings are in the
   environment, with ``GANCODEC_ALLOCATOR=off``, and on anything but glibc.
+* **Large images** (``pixels`` above :data:`LARGE_IMAGE_PIXELS`) are the exception, even in a
+  tuned process: a heap that keeps every freed block fragments under the many tile-sized blocks
+  of a large image (peak RSS of a 48 MP compress varied between runs and reached 2.4 GB, against
+  1.5 GB with glibc's defaults), while the page faults it saves are a few per cent of a large
+  image's compute. For the duration of such a call, blocks of 32 MB and more (glibc's largest
+  mmap threshold) are mapped and returned on free again; smaller ones stay in the heap.
 """
 
 from __future__ import annotations
@@ -32,7 +38,11 @@ import threading
 from collections.abc import Iterator
 
 _M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
+_LARGE_BLOCK = 32 * 1024 * 1024  # glibc's maximum mmap threshold on 64-bit (HEAP_MAX_SIZE / 2)
+_GLIBC_MMAP_THRESHOLD = 128 * 1024
+LARGE_IMAGE_PIXELS = 8_000_000
 _GLIBC_MMAP_MAX = 65536  # glibc's defaults (malloc.c: DEFAULT_MMAP_MAX, DEFAULT_TRIM_THRESHOLD)
 _GLIBC_TRIM_THRESHOLD = 128 * 1024
 
@@ -40,6 +50,7 @@ _lock = threading.Lock()
 _process_tuned = False
 _scope_depth = 0
 _scope_applied = False
+_large_depth = 0
 
 
 @functools.cache
@@ -79,9 +90,40 @@ def _host_has_a_say() -> bool:
 
 
 @contextlib.contextmanager
-def reuse_large_buffers() -> Iterator[None]:
-    """Keep freed large blocks for reuse while the block runs; give them back after."""
+def _map_large_blocks() -> Iterator[None]:
+    """Blocks of 32 MB and more mapped and returned on free while the block runs (large images)."""
+    global _large_depth
+    libc = _libc()
+    if libc is None or _host_has_a_say() and not _process_tuned:
+        yield
+        return
+    with _lock:
+        _large_depth += 1
+        if _large_depth == 1:
+            libc.mallopt(_M_MMAP_THRESHOLD, _LARGE_BLOCK)
+            libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
+    try:
+        yield
+    finally:
+        with _lock:
+            _large_depth -= 1
+            if _large_depth == 0:
+                if _process_tuned:  # back to keeping every freed block
+                    libc.mallopt(_M_MMAP_MAX, 0)
+                else:
+                    libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_MMAP_THRESHOLD)
+                    libc.malloc_trim(0)
+
+
+@contextlib.contextmanager
+def reuse_large_buffers(pixels: int = 0) -> Iterator[None]:
+    """Keep freed large blocks for reuse while the block runs; give them back after. For an
+    image of more than :data:`LARGE_IMAGE_PIXELS` ``pixels``, map its large blocks instead."""
     global _scope_depth, _scope_applied
+    if pixels > LARGE_IMAGE_PIXELS:
+        with _map_large_blocks():
+            yield
+        return
     with _lock:
         _scope_depth += 1
         if _scope_depth == 1 and not _process_tuned and not _host_has_a_say():

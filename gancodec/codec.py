@@ -304,7 +304,7 @@ class Codec:
         if quality is not None and target_bpp is not None:
             raise UserError("give either a quality or a target bpp, not both")
         img = prepare_image(image, max_pixels, keep_metadata)
-        with reuse_large_buffers():
+        with reuse_large_buffers(img.height * img.width):
             y = self.analyse(img.rgb, progress=progress)
             img.release_pixels()  # from here on the latent stands for the image
             if target_bpp is None:
@@ -453,7 +453,7 @@ class Codec:
             else:
                 out[r0:r1, c0:c1, :3] = rgb
 
-        with reuse_large_buffers():
+        with reuse_large_buffers(h.height * h.width):
             window, size = self._latent_source(container)
             self.synthesise(window, decoder, exact, to_uint8=True, size=size, sink=store, progress=progress)
         if alpha is not None:

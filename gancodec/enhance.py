@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .allocator import reuse_large_buffers
 from .blend import BlendedModel, write_stage
 from .errors import UserError
 from .models.unet import TASKS
@@ -75,13 +76,14 @@ class Enhancer(BlendedModel):
         def store(r0: int, r1: int, c0: int, c1: int, t: torch.Tensor) -> None:
             out[r0:r1, c0:c1] = (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
-        if self.kind == "sr" and not self_ensemble:  # the full-resolution tail in small tiles of its own
-            run_tiled_two_stage(self.net.trunk, self.net.upsample, window, scale, self.tile, self.margin,
-                                self.sr_tail_tile, self.sr_tail_margin, size=(h, w), sink=store, progress=progress,
-                                desc="upscale")
-        else:
-            run_tiled(net, window, scale, tile, self.margin, size=(h, w), sink=store, progress=progress,
-                      desc=self.kind)
+        with reuse_large_buffers(scale * scale * h * w):
+            if self.kind == "sr" and not self_ensemble:  # the full-resolution tail in small tiles of its own
+                run_tiled_two_stage(self.net.trunk, self.net.upsample, window, scale, self.tile, self.margin,
+                                    self.sr_tail_tile, self.sr_tail_margin, size=(h, w), sink=store,
+                                    progress=progress, desc="upscale")
+            else:
+                run_tiled(net, window, scale, tile, self.margin, size=(h, w), sink=store, progress=progress,
+                          desc=self.kind)
         return out
 
 

@@ -43,3 +43,34 @@ def test_concurrent_calls_share_one_scope(tiny_codec):
     for t in threads:
         t.join()
     assert allocator._scope_depth == 0
+
+
+def test_large_images_map_their_large_blocks(monkeypatch):
+    """A large image's call maps blocks of 32 MB and more (no heap fragmentation); afterwards a
+    tuned process keeps freed blocks again, and an untuned one gets glibc's threshold back."""
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, option, value):
+            calls.append((option, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+            return 1
+
+    monkeypatch.setattr(allocator, "_libc", lambda: FakeLibc())
+    monkeypatch.delenv("GANCODEC_ALLOCATOR", raising=False)
+    for tuned in (True, False):
+        calls.clear()
+        monkeypatch.setattr(allocator, "_process_tuned", tuned)
+        with allocator.reuse_large_buffers(pixels=allocator.LARGE_IMAGE_PIXELS + 1):
+            assert (allocator._M_MMAP_THRESHOLD, allocator._LARGE_BLOCK) in calls
+            assert (allocator._M_MMAP_MAX, allocator._GLIBC_MMAP_MAX) in calls
+        assert allocator._large_depth == 0
+        last = (allocator._M_MMAP_MAX, 0) if tuned else ("trim", 0)
+        assert calls[-1] == last
+    calls.clear()
+    with allocator.reuse_large_buffers(pixels=1000):  # small: the reuse scope, as before
+        pass
+    assert (allocator._M_MMAP_MAX, 0) in calls
