@@ -100,3 +100,17 @@ def test_integer_hyper_synthesis_is_exact(tiny_model_dir):
     np.testing.assert_array_equal(results[0][1][0], expected_idx)
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_chunking_changes_no_byte(tables, monkeypatch):
+    """Large latents are coded a chunk of the raster at a time (bounded memory); the stream,
+    the escapes and the decoded symbols do not depend on the chunk size."""
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, len(tables), 25_000).astype(np.uint8)
+    symbols = np.round(rng.normal(0, scale_table()[idx])).astype(np.int32)
+    symbols[::997], symbols[5::1231] = 10_000, -70_000  # escapes in several chunks
+    whole = coder.encode(symbols, idx, tables)
+    for chunk in (1000, 777):
+        monkeypatch.setattr(coder, "CHUNK", chunk)
+        assert coder.encode(symbols, idx, tables) == whole
+        np.testing.assert_array_equal(coder.decode(*whole, idx, tables), symbols)

@@ -63,9 +63,9 @@ class TableSet:
 
 
 # Symbols are grouped by table (the stream holds table 0's symbols in raster order, then table
-# 1's, ...). The groups are gathered one table at a time in chunks of the raster, so that the
-# only arrays of the latent's size are the caller's: no sorted copy, no int64 index array (eight
-# bytes per symbol: hundreds of MB for a large photo).
+# 1's, ...). Each group is coded a chunk of the raster at a time, so that the only arrays of the
+# latent's size are the caller's: no sorted or gathered copy, no int64 index array (eight bytes
+# per symbol: hundreds of MB for a large photo).
 CHUNK = 1 << 22
 
 
@@ -83,11 +83,6 @@ def _counts(indices: np.ndarray, n_tables: int) -> np.ndarray:
     return counts
 
 
-def _gather(symbols: np.ndarray, indices: np.ndarray, k: int) -> np.ndarray:
-    """The symbols coded with table ``k``, in raster order."""
-    return np.concatenate([symbols[s : s + CHUNK][indices[s : s + CHUNK] == k] for s in _chunks(indices.size)])
-
-
 def encode(symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> tuple[bytes, bytes]:
     """Code ``symbols`` (ints) with table ``indices[i]`` each. Returns (ans stream, escapes)."""
     symbols = symbols.reshape(-1)
@@ -98,17 +93,23 @@ def encode(symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> tuple[
         raise ValueError("table indices must be integers")
     counts = _counts(indices, len(tables))
     models = tables.models()
-    escapes = []
+    escapes: list[np.ndarray] = []  # table by table, last table first; within a table, last chunk first
     coder = constriction.stream.stack.AnsCoder()
-    # A stack coder decodes in the opposite order of encoding: push the last group first.
+    # A stack coder decodes in the opposite order of encoding: push the last table's symbols
+    # first, and within a table the last chunk first (encode_reverse reverses within a chunk),
+    # which gives the same stream as pushing each whole group at once.
     for k in reversed(range(len(tables))):
         if counts[k] == 0:
             continue
-        values = _gather(symbols, indices, k).astype(np.int64)
         r = tables.radius(k)
-        escaped = np.abs(values) > r
-        escapes.append(values[escaped])
-        coder.encode_reverse(np.where(escaped, 2 * r + 1, values + r).astype(np.int32), models[k])
+        for s in reversed(_chunks(indices.size)):
+            values = symbols[s : s + CHUNK][indices[s : s + CHUNK] == k]
+            if not values.size:
+                continue
+            escaped = np.abs(values) > r
+            if escaped.any():
+                escapes.append(values[escaped])
+            coder.encode_reverse(np.where(escaped, 2 * r + 1, values + r).astype(np.int32), models[k])
     words = coder.get_compressed()
     escape_bytes = np.concatenate(escapes[::-1]).astype("<i4").tobytes() if escapes else b""
     return words.astype("<u4").tobytes(), escape_bytes
@@ -134,24 +135,24 @@ def decode(stream: bytes, escapes: bytes, indices: np.ndarray, tables: TableSet)
     for k, n in enumerate(counts):
         if n == 0:
             continue
-        try:
-            codes = coder.decode(models[k], int(n))
-        except Exception as exc:  # constriction raises on exhausted / invalid data
-            raise CorruptFileError(f"entropy-coded data is damaged ({exc})") from None
         r = tables.radius(k)
-        values = np.asarray(codes, dtype=np.int32) - r
-        escaped = values == r + 1
-        n_esc = int(escaped.sum())
-        if used_escapes + n_esc > escape_values.size:
-            raise CorruptFileError("entropy-coded data refers to missing escape values")
-        values[escaped] = escape_values[used_escapes : used_escapes + n_esc]
-        used_escapes += n_esc
-        taken = 0
-        for s in _chunks(indices.size):  # back to raster order, a chunk at a time
+        for s in _chunks(indices.size):  # straight into raster order, a chunk at a time
             mask = indices[s : s + CHUNK] == k
             here = int(np.count_nonzero(mask))
-            out[s : s + CHUNK][mask] = values[taken : taken + here]
-            taken += here
+            if here == 0:
+                continue
+            try:
+                codes = coder.decode(models[k], here)
+            except Exception as exc:  # constriction raises on exhausted / invalid data
+                raise CorruptFileError(f"entropy-coded data is damaged ({exc})") from None
+            values = np.asarray(codes, dtype=np.int32) - r
+            escaped = values == r + 1
+            n_esc = int(np.count_nonzero(escaped))
+            if used_escapes + n_esc > escape_values.size:
+                raise CorruptFileError("entropy-coded data refers to missing escape values")
+            values[escaped] = escape_values[used_escapes : used_escapes + n_esc]
+            used_escapes += n_esc
+            out[s : s + CHUNK][mask] = values
     if used_escapes != escape_values.size:
         raise CorruptFileError("entropy-coded data has unused escape values")
     return out.reshape(shape)
