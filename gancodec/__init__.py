@@ -42,6 +42,7 @@ def compress(
     model=None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     keep_metadata: bool = False,
+    progress: bool = False,
 ) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to ``.gcz`` bytes.
 
@@ -49,23 +50,26 @@ def compress(
     the quality that gives that many bits per pixel. ``model`` is a name, a folder or a loaded
     model (default: the shipped ``hific-lite``). Images are made upright (EXIF orientation) and
     their ICC profile is kept; ``keep_metadata`` keeps EXIF too. Images above ``max_pixels``
-    (default ≈179 MP, Pillow's limit; None: none) are refused from their header.
+    (default ≈179 MP, Pillow's limit; None: none) are refused from their header. ``progress``
+    shows a bar on stderr once the call has taken 2 s.
     """
     return _model(model).compress(image, quality=quality, target_bpp=target_bpp, max_pixels=max_pixels,
-                                  keep_metadata=keep_metadata)
+                                  keep_metadata=keep_metadata, progress=progress)
 
 
 def decompress(
-    data: bytes, *, decoder: str = "mse", model=None, exact: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    data: bytes, *, decoder: str = "mse", model=None, exact: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    progress: bool = False,
 ) -> np.ndarray:
     """Decode ``.gcz`` bytes to a uint8 array; ``decoder`` is ``"mse"`` (fidelity) or ``"gan"``.
     ``exact=False`` uses the float32 synthesis: faster, but pixels may differ in the last bit
     between machines and thread counts (the fixed-point default is identical everywhere).
     A file declaring more than ``max_pixels`` is refused before anything is decoded; its ICC
     profile / EXIF are read with :func:`gancodec.codec.read_metadata`. Without ``model`` the
-    installed codec that wrote the file is used (any released version, found from its header)."""
+    installed codec that wrote the file is used (any released version, found from its header).
+    ``progress`` shows a bar on stderr once the call has taken 2 s."""
     codec = load_model_for_file(data) if model is None else _model(model)
-    return codec.decompress(data, decoder=decoder, exact=exact, max_pixels=max_pixels)
+    return codec.decompress(data, decoder=decoder, exact=exact, max_pixels=max_pixels, progress=progress)
 
 
 def _enhancer(model, default: str, kind: str, scale: int | None = None):
