@@ -102,6 +102,7 @@ def _map_large_blocks() -> Iterator[None]:
         if _large_depth == 1:
             libc.mallopt(_M_MMAP_THRESHOLD, _LARGE_BLOCK)
             libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
+            libc.malloc_trim(0)  # what a tuned heap kept (e.g. from reading the image) goes back first
     try:
         yield
     finally:

@@ -121,6 +121,23 @@ def prepare_image(image, max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_metad
     return PreparedImage(np.ascontiguousarray(rgb), mode, alpha, icc, exif)
 
 
+def _pixel_count(image) -> int:
+    """Pixels of an image about to be prepared, from a file's header only (0 if unreadable:
+    :func:`prepare_image` then says why)."""
+    if isinstance(image, (str, Path)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(image) as im:
+                    return im.size[0] * im.size[1]
+        except Exception:  # noqa: BLE001 - any failure is reported by prepare_image
+            return 0
+    if isinstance(image, Image.Image):
+        return image.size[0] * image.size[1]
+    shape = getattr(image, "shape", ())
+    return int(shape[0]) * int(shape[1]) if len(shape) >= 2 else 0
+
+
 class Codec:
     """A loaded model ready to code images. Build it with :func:`gancodec.load_model`."""
 
@@ -304,8 +321,8 @@ class Codec:
         bar on stderr when the image takes more than a few seconds."""
         if quality is not None and target_bpp is not None:
             raise UserError("give either a quality or a target bpp, not both")
-        img = prepare_image(image, max_pixels, keep_metadata)
-        with reuse_large_buffers(img.height * img.width):
+        with reuse_large_buffers(_pixel_count(image)):  # reading a large image is in the scope too
+            img = prepare_image(image, max_pixels, keep_metadata)
             y = self.analyse(img.rgb, progress=progress)
             img.release_pixels()  # from here on the latent stands for the image
             if target_bpp is None:
