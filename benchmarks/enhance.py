@@ -42,7 +42,8 @@ from gancodec.metrics import psnr, y_channel
 from gancodec.training.degradations import bicubic_down, jpeg
 from gancodec.zoo import load_enhancer
 
-LABELS = {"bicubic": "bicubic", "jpeg": "JPEG", "fidelity": "ours-fidelity", "gan": "ours-GAN", "fidelity-x8": "ours-fidelity x8"}
+LABELS = {"bicubic": "bicubic", "jpeg": "JPEG", "fidelity": "ours-fidelity", "gan": "ours-GAN",
+          "fidelity-x8": "ours-fidelity x8"}
 
 SPEED = textwrap.dedent("""
     import json, resource, statistics, sys, time

@@ -116,6 +116,14 @@ def test_resume_continues_the_same_run(tmp_path, mnist_dir):
     assert len((run / "log.csv").read_text().splitlines()) == 5
 
 
+def test_time_budget_stops_gan_training(tmp_path, mnist_dir):
+    """--time-budget ends a gan run with a checkpoint long before --steps (it was once ignored)."""
+    run = tmp_path / "budget"
+    assert _train(mnist_dir, run, "lsgan", 1_000_000, "--time-budget", "0.002") == 0
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert 1 <= state["step"] < 1_000_000
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, mnist_dir):
     root = tmp_path_factory.mktemp("gan")

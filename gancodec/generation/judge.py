@@ -117,7 +117,7 @@ def accuracy(model: MNISTJudge, images: np.ndarray, labels: np.ndarray) -> float
 
 def train_judge(data: str, out: Path, steps: int, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
                 device: str = "cpu", resume: bool = False, progress: bool = True, precision: str = "auto",
-                label_smoothing: float = 0.0) -> dict:
+                label_smoothing: float = 0.0, max_seconds: float | None = None) -> dict:
     """Train the judge on the train split, measure it on the held-out split; write
     ``OUT/judge_eval.json``. Export with ``gancodec train export OUT --out FOLDER``."""
     from ..training.trainer import TrainConfig, Trainer
@@ -129,7 +129,7 @@ def train_judge(data: str, out: Path, steps: int, batch_size: int = 128, lr: flo
     start = time.time()
     trainer = Trainer(task, ImageStream(images, labels, batch_size, seed), TrainConfig(
         steps=steps, out_dir=out, checkpoint_every=max(steps // 4, 1), sample_every=0, resume=resume,
-        progress=progress, device=device, lr_decay_at=0.7, precision=precision,
+        progress=progress, device=device, lr_decay_at=0.7, precision=precision, max_seconds=max_seconds,
     ), metadata={"kind": "judge", "judge_config": {"width": 32, "features": FEATURES}})
     trainer.fit()
     seconds = time.time() - start

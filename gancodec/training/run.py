@@ -64,8 +64,13 @@ def _fit(task, args, rank: int, metadata: dict) -> None:
         sample_every=args.sample_every, resume=args.resume, progress=not args.no_progress,
         lr_decay_at=args.lr_decay_at, device=args.device,
         precision=getattr(args, "precision", "auto"), compile=getattr(args, "compile", False),
-        max_seconds=60 * args.time_budget if getattr(args, "time_budget", None) else None,
+        max_seconds=_budget_seconds(args),
     ), metadata=metadata).fit()
+
+
+def _budget_seconds(args) -> float | None:
+    """``--time-budget MINUTES`` in seconds (every ``gancodec train`` takes it)."""
+    return 60 * args.time_budget if getattr(args, "time_budget", None) else None
 
 
 def train_codec(args) -> Path:
@@ -186,7 +191,7 @@ def train_gan(args) -> Path:
         steps=args.steps, out_dir=out, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
         log_every=args.log_every, resume=args.resume, progress=not args.no_progress, lr_decay_at=args.lr_decay_at,
         ema_decay=args.ema_decay, device=args.device, precision=getattr(args, "precision", "auto"),
-        compile=getattr(args, "compile", False),
+        compile=getattr(args, "compile", False), max_seconds=_budget_seconds(args),
     ), metadata={"kind": "gan", "config": config.to_dict(), "loss": loss, "recipe": recipe,
                  "data": str(args.data)})
     task.attach_ema(trainer.ema)
@@ -205,7 +210,8 @@ def train_judge_cli(args) -> Path:
 
     result = train_judge(args.data, Path(args.out), steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, device=args.device, resume=args.resume, progress=not args.no_progress,
-                         precision=getattr(args, "precision", "auto"), label_smoothing=args.label_smoothing)
+                         precision=getattr(args, "precision", "auto"), label_smoothing=args.label_smoothing,
+                         max_seconds=_budget_seconds(args))
     print(json.dumps(result))
     return Path(args.out)
 
