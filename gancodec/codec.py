@@ -40,7 +40,7 @@ from .imageio import apply_orientation, has_alpha, is_greyscale, open_image, to_
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite
 from .models.integer import ExactSynthesis, IntegerHyperSynthesis, upsampling_start
-from .tiling import Sink, Source, run_tiled, run_tiled_two_stage
+from .tiling import Sink, Source, run_tiled, run_tiled_two_stage, uint8_source
 from .zoo import weights_hash
 
 PAD_MULTIPLE = 64  # stride of z
@@ -263,15 +263,7 @@ class Codec:
         multiple of 64 and turned into float one tile at a time, never as a whole."""
         h, w = rgb.shape[:2]
         hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
-
-        def window(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
-            if a1 <= h and b1 <= w:
-                part = rgb[a0:a1, b0:b1]
-            else:  # edge padding of the part beyond the image
-                part = rgb[np.ix_(np.minimum(np.arange(a0, a1), h - 1), np.minimum(np.arange(b0, b1), w - 1))]
-            return torch.from_numpy(np.array(part)).permute(2, 0, 1).unsqueeze(0).float().div_(255)
-
-        return run_tiled(self.net.g_a, window, 1 / 16, self.tile * 16, self.analysis_margin * 16,
+        return run_tiled(self.net.g_a, uint8_source(rgb), 1 / 16, self.tile * 16, self.analysis_margin * 16,
                          size=(hp, wp), progress=progress, desc="analysis")
 
     @torch.no_grad()

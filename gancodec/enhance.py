@@ -19,7 +19,7 @@ from .allocator import reuse_large_buffers
 from .blend import BlendedModel, write_stage
 from .errors import UserError
 from .models.unet import TASKS
-from .tiling import run_tiled, run_tiled_two_stage
+from .tiling import run_tiled, run_tiled_two_stage, uint8_source
 from .training.enhance_task import EnhanceConfig
 
 
@@ -65,13 +65,11 @@ class Enhancer(BlendedModel):
         else:
             scale, net = self.config.scale, self.net
         h, w = rgb.shape[:2]
+        window = uint8_source(rgb[..., :3])
         out = np.empty((scale * h, scale * w, 3), dtype=np.uint8)
         tile = self.tile
         if self_ensemble:  # whole network per tile (features do not commute with rotations)
-            net, tile = geometric_ensemble(net if self.kind == "restore" else self.net), self.tile // 2
-
-        def window(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
-            return torch.from_numpy(np.array(rgb[a0:a1, b0:b1, :3])).permute(2, 0, 1)[None].float().div_(255)
+            net, tile = geometric_ensemble(net), self.tile // 2
 
         def store(r0: int, r1: int, c0: int, c1: int, t: torch.Tensor) -> None:
             out[r0:r1, c0:c1] = (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 # rows a0:a1, columns b0:b1 of the input, as an (N, C, a1 - a0, b1 - b0) tensor
@@ -38,6 +39,21 @@ def _as_source(x: torch.Tensor | Source, size: tuple[int, int] | None) -> tuple[
     if size is None:
         raise ValueError("a source function needs size=(h, w)")
     return x, size[0], size[1]
+
+
+def uint8_source(rgb: np.ndarray) -> Source:
+    """Windows of a uint8 (H, W, C) image as float (1, C, h, w) tensors in [0, 1], converted one
+    window at a time. A window reaching past the image is edge-padded (replicated border)."""
+    h, w = rgb.shape[:2]
+
+    def window(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
+        if a1 <= h and b1 <= w:
+            part = np.array(rgb[a0:a1, b0:b1])  # a copy: the image may be read-only
+        else:
+            part = rgb[np.ix_(np.minimum(np.arange(a0, a1), h - 1), np.minimum(np.arange(b0, b1), w - 1))]
+        return torch.from_numpy(part).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+
+    return window
 
 
 class _Collect:
