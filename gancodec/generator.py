@@ -40,6 +40,14 @@ def noise(n: int, nz: int, seed: int, truncation: float | None = None) -> torch.
     return z
 
 
+def latent_codes(n: int, k: int, seed: int) -> torch.Tensor:
+    """(n,) categorical codes, uniform over ``k`` values, for a model with an InfoGAN code. Drawn
+    from a stream derived from ``seed`` but apart from the noise's, so code and noise are
+    independent."""
+    stream = int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
+    return torch.randint(k, (n,), generator=torch.Generator().manual_seed(stream))
+
+
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     arr = ((x.float().clamp(-1, 1) + 1) * 127.5 + 0.5).floor().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return arr[..., 0] if arr.shape[-1] == 1 else arr
@@ -71,7 +79,10 @@ class GANModel:
     def conditional(self) -> bool:
         return self.config.conditional
 
-    def _labels(self, n: int, digit: int | None) -> torch.Tensor | None:
+    def _labels(self, n: int, digit: int | None, seed: int) -> torch.Tensor | None:
+        """The generator's second input: class labels, latent codes from ``seed``, or None."""
+        if self.config.latent_codes and digit is None:
+            return latent_codes(n, self.config.latent_codes, seed)
         if digit is not None:
             if not self.conditional:
                 raise UserError(f"model {self.name} is not class-conditional: --digit needs a conditional model "
@@ -94,17 +105,21 @@ class GANModel:
         if n < 1:
             raise UserError(f"n must be at least 1, got {n}")
         seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else seed
-        return self.run(noise(n, self.config.nz, seed, truncation), self._labels(n, digit))
+        return self.run(noise(n, self.config.nz, seed, truncation), self._labels(n, digit, seed))
 
     def interpolate(self, seed_a: int, seed_b: int, steps: int, digit: int | None = None,
                     truncation: float | None = None) -> np.ndarray:
         """``steps`` images on the spherical path between the noise of two seeds (a conditional
-        model walks at ``digit``, 0 by default)."""
+        model walks at ``digit``, 0 by default; a model with a latent code at the code of
+        ``seed_a``)."""
         if steps < 2:
             raise UserError(f"--steps must be at least 2, got {steps}")
         a, b = (noise(1, self.config.nz, s, truncation)[0] for s in (seed_a, seed_b))
         z = torch.stack([slerp(a, b, t) for t in np.linspace(0, 1, steps)])
-        labels = self._labels(steps, digit if digit is not None or not self.conditional else 0)
+        if self.config.latent_codes and digit is None:
+            labels = latent_codes(1, self.config.latent_codes, seed_a).expand(steps)
+        else:
+            labels = self._labels(steps, digit if digit is not None or not self.conditional else 0, seed_a)
         return self.run(z, labels)
 
 

@@ -124,11 +124,39 @@ def test_time_budget_stops_gan_training(tmp_path, mnist_dir):
     assert 1 <= state["step"] < 1_000_000
 
 
+def test_latent_code_trains_resumes_and_reads_back(tmp_path, mnist_dir):
+    """InfoGAN: the code head's cross-entropy is logged, and a resume keeps the code."""
+    run = tmp_path / "info"
+    assert _train(mnist_dir, run, "lsgan", 2, "--latent-codes", "3") == 0
+    assert _train(mnist_dir, run, "lsgan", 4, "--resume") == 0  # the run's code, not the command line's
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["config"]["latent_codes"] == 3 and state["step"] == 4
+    assert state["nets"]["disc"]["code_head.2.weight"].shape[0] == 3
+    header = (run / "log.csv").read_text().splitlines()[0].split(",")
+    assert "info" in header and "code_acc" in header
+    assert _train(mnist_dir, tmp_path / "bad", "wgan-gp", 2, "--latent-codes", "3") == 2
+    assert _train(mnist_dir, tmp_path / "bad2", "ns", 2, "--latent-codes", "3", "--conditional") == 2
+
+
+def test_latent_code_model_samples_every_code_reproducibly(models):
+    import gancodec
+    from gancodec.generator import latent_codes
+
+    a = gancodec.generate(8, seed=5, model=str(models["codes"]))
+    assert np.array_equal(a, gancodec.generate(8, seed=5, model=str(models["codes"])))
+    codes = latent_codes(4000, 4, seed=5)
+    assert np.array_equal(codes, latent_codes(4000, 4, seed=5))
+    shares = np.bincount(codes.numpy(), minlength=4) / 4000
+    assert np.all(np.abs(shares - 0.25) < 0.03)
+    with pytest.raises(gancodec.UserError, match="not class-conditional"):
+        gancodec.generate(2, digit=1, model=str(models["codes"]))
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, mnist_dir):
     root = tmp_path_factory.mktemp("gan")
     out = {}
-    for name, extra in (("uncond", []), ("cond", ["--conditional"])):
+    for name, extra in (("uncond", []), ("cond", ["--conditional"]), ("codes", ["--latent-codes", "4"])):
         run = root / f"run-{name}"
         assert _train(mnist_dir, run, "ns", 2, *extra) == 0
         assert main(["train", "export", str(run), "--out", str(root / name)]) == 0

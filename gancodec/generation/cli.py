@@ -37,6 +37,10 @@ def add_train_subcommands(tsub, add_run_options: Callable[[argparse.ArgumentPars
     g.add_argument("--size", type=int, default=None, help="image size for a folder: 32 or 64 (MNIST is 28)")
     g.add_argument("--loss", choices=GAN_LOSSES, default="hinge")
     g.add_argument("--conditional", action="store_true", help="class-conditional (MNIST labels)")
+    g.add_argument("--latent-codes", type=int, default=0, metavar="K",
+                   help="InfoGAN: an unconditional generator with a K-valued categorical code that D learns "
+                        "to read back (no labels; 0: none)")
+    g.add_argument("--info-weight", type=float, default=1.0, help="weight of the code's cross-entropy (InfoGAN λ)")
     g.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=True,
                    help="spectral norm on every discriminator layer")
     g.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,

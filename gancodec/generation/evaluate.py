@@ -59,7 +59,7 @@ def evaluate_gan(target: str, n: int = 10000, seed: int = 0, real: str | None = 
                  truncation: float | None = None) -> dict:
     """Draw ``n`` samples (seeded; ``truncation`` as in ``gancodec generate``) and measure them
     with the judge against the held-out digits."""
-    from ..generator import noise
+    from ..generator import latent_codes, noise
     from ..training.gan_task import to_unit
     from .judge import load_judge
     from .metrics import judge_metrics, real_floor
@@ -81,10 +81,12 @@ def evaluate_gan(target: str, n: int = 10000, seed: int = 0, real: str | None = 
         raise UserError(f"--truncation must be positive, got {truncation}")
     z = noise(n, config.nz, seed, truncation)
     labels = torch.arange(n) % 10 if config.conditional else None
+    # a latent code is drawn as `gancodec generate` draws it
+    inputs = latent_codes(n, config.latent_codes, seed) if config.latent_codes else labels
     images = []
     with torch.no_grad():
         for i in range(0, n, 1000):
-            y = None if labels is None else labels[i : i + 1000].to(dev)
+            y = None if inputs is None else inputs[i : i + 1000].to(dev)
             images.append(to_unit(generator(z[i : i + 1000].to(dev), y)))
     feats, probs = judge_net.run(torch.cat(images))
     real_feats, _ = judge_net.run(to_tensor(held))

@@ -3,12 +3,16 @@
 * :class:`DCGANGenerator` — pytorch/examples' DCGAN shape (4×4 stride-2 transposed convolutions,
   BN, ReLU, Tanh) from a start of 7×7 (28 px) or 4×4 (32, 64 px). Class conditioning by
   *conditional BN* (a per-class gain and bias after each BN, Miyato & Koyama 2018) or by
-  concatenating a class embedding to ``z``.
+  concatenating a class embedding to ``z``. The same conditional BN carries InfoGAN's
+  *categorical code* (Chen et al. 2016): an unconditional generator drawn from a mixture of
+  ``latent_codes`` sub-generators, with no labels involved.
 * :class:`DCGANDiscriminator` — 4×4 stride-2 convolutions with LeakyReLU 0.2 and a linear head.
   No BN: WGAN-GP's penalty is per sample and BN couples samples, and the stability study
   compares every loss on the *same* pair. Spectral norm on every layer is optional.
   Class conditioning by *projection* (inner product of a class embedding with the features,
-  Miyato & Koyama 2018) or by one-hot maps concatenated to the input.
+  Miyato & Koyama 2018) or by one-hot maps concatenated to the input. With ``codes`` it also
+  has InfoGAN's auxiliary head Q, which predicts a generated image's categorical code from the
+  shared features.
 * :class:`BEGANDiscriminator` — BEGAN's autoencoder: it returns a reconstruction, and the loss is
   the reconstruction error (:func:`gancodec.gan.losses.began_recon_error`).
 
@@ -40,6 +44,11 @@ class GANConfig:
     nz: int = 64
     width: int = 64  # channels of the last G stage / first D stage; doubled per stage
     num_classes: int = 0  # 0: unconditional
+    # InfoGAN's categorical code for an *unconditional* model: G is conditioned on a code drawn
+    # uniformly from this many values and D predicts it; 0: none. The noise of a continuous
+    # latent space is one connected blob, and digits are separate classes: without a discrete
+    # code G must spend part of its space between them (ambiguous digits).
+    latent_codes: int = 0
     g_cond: str = "cbn"  # cbn | concat
     d_cond: str = "projection"  # projection | concat
     spectral_norm: bool = True
@@ -53,19 +62,31 @@ class GANConfig:
     def from_dict(cls, d: dict) -> GANConfig:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
+    def __post_init__(self) -> None:
+        if self.latent_codes and self.num_classes:
+            raise ValueError("a model is either class-conditional or has a latent code, not both")
+        if self.latent_codes and self.began:
+            raise ValueError("BEGAN's autoencoder discriminator has no code head")
+
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0
 
+    @property
+    def generator_conditions(self) -> int:
+        """How many values the generator's second input takes (classes or codes; 0: none)."""
+        return self.num_classes or self.latent_codes
+
     def build_generator(self) -> DCGANGenerator:
-        return DCGANGenerator(self.nz, self.size, self.channels, self.width, self.num_classes, self.g_cond)
+        return DCGANGenerator(self.nz, self.size, self.channels, self.width, self.generator_conditions,
+                              self.g_cond)
 
     def build_discriminator(self) -> nn.Module:
         if self.began:
             return BEGANDiscriminator(self.size, self.channels, self.width, self.began_hidden, self.num_classes,
                                       self.spectral_norm)
         return DCGANDiscriminator(self.size, self.channels, self.width, self.num_classes, self.d_cond,
-                                  self.spectral_norm)
+                                  self.spectral_norm, codes=self.latent_codes)
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -135,7 +156,7 @@ class DCGANGenerator(nn.Module):
 
 class DCGANDiscriminator(nn.Module):
     def __init__(self, size: int = 28, channels: int = 1, width: int = 64, num_classes: int = 0,
-                 cond: str = "projection", spectral_norm: bool = True):
+                 cond: str = "projection", spectral_norm: bool = True, codes: int = 0):
         super().__init__()
         if cond not in ("projection", "concat"):
             raise ValueError(f"discriminator conditioning must be projection or concat, got {cond!r}")
@@ -152,10 +173,17 @@ class DCGANDiscriminator(nn.Module):
         features = ch * start * start
         self.head = sn(nn.Linear(features, 1))
         self.project = sn(nn.Embedding(num_classes, features)) if num_classes and cond == "projection" else None
+        # InfoGAN's Q: a small MLP on D's features (no spectral norm: it is a classifier, not a critic)
+        self.code_head = nn.Sequential(nn.Linear(features, 128), nn.LeakyReLU(0.2),
+                                       nn.Linear(128, codes)) if codes else None
         dcgan_init(self)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (N,)."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                with_codes: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N,); with ``with_codes``, also the code head's logits (N, codes). A keyword
+        of ``forward`` rather than a method of its own, so a DDP wrapper still sees the call."""
+        if with_codes and self.code_head is None:
+            raise ValueError("this discriminator has no code head")
         if self.num_classes and y is None:
             raise ValueError("this discriminator is class-conditional: pass the labels")
         if self.num_classes and self.cond == "concat":
@@ -168,7 +196,7 @@ class DCGANDiscriminator(nn.Module):
         out = self.head(h).squeeze(1)
         if self.project is not None:
             out = out + (self.project(y) * h).sum(1)
-        return out
+        return (out, self.code_head(h)) if with_codes else out
 
 
 class BEGANDiscriminator(nn.Module):

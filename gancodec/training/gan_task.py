@@ -8,6 +8,11 @@ One trainer step is one generator update. Per loss:
   stream hands out ``5 × batch`` digits), gradient penalty λ = 10, Adam 1e-4, β = (0.5, 0.9)
   (Gulrajani et al. 2017, their MNIST setting). So a WGAN-GP step costs about 4× another's: the
   study's "equal step budget" is equal *generator* updates.
+* ``latent_codes`` K > 0 (InfoGAN, Chen et al. 2016; ns / hinge / lsgan): G also takes a code
+  drawn uniformly from K values, D's auxiliary head Q predicts it from each fake, and both D (for
+  Q) and G add ``info_weight`` × the cross-entropy of that prediction — the lower bound of the
+  mutual information between code and image — to their losses. Q learns on the fakes of the D
+  update and G on those of its own update, so a step costs no extra forward pass.
 * ``began`` — the discriminator is an autoencoder; L_D = L(x) − k_t·L(G(z)), L_G = L(G(z)),
   k_t follows the equilibrium rule with γ = 0.75, λ_k = 0.001, and M_global is logged.
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..gan import losses
@@ -52,14 +58,15 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 
 
 class Evaluator:
-    """Judge metrics of a generator on a fixed set of noise vectors (and labels), against the
-    judge's features of real held-out digits, which are computed once."""
+    """Judge metrics of a generator on a fixed set of noise vectors (and labels, or latent codes in
+    equal shares), against the judge's features of real held-out digits, which are computed once."""
 
     def __init__(self, real: torch.Tensor, n: int = 2000, nz: int = 64, conditional: bool = False, seed: int = 1234,
-                 judge: str = "mnist-judge", prdc_n: int = 2000):
+                 judge: str = "mnist-judge", prdc_n: int = 2000, codes: int = 0):
         gen = torch.Generator().manual_seed(seed)
         self.z = torch.randn(n, nz, generator=gen)
         self.labels = torch.arange(n) % 10
+        self.codes = torch.arange(n) % codes if codes else None
         self.conditional = conditional
         self.real = real
         self.judge_name = judge
@@ -75,7 +82,8 @@ class Evaluator:
         with fp32_region(device.type):
             for i in range(0, len(self.z), batch):
                 z = self.z[i : i + batch].to(device)
-                y = self.labels[i : i + batch].to(device) if self.conditional else None
+                y = self.labels if self.conditional else self.codes
+                y = None if y is None else y[i : i + batch].to(device)
                 out.append(to_unit(generator(z, y)))
         generator.train(was_training)
         return torch.cat(out)
@@ -96,9 +104,11 @@ class Evaluator:
 class GANTask(Task):
     def __init__(self, config: GANConfig, loss: str = "hinge", ema: bool = True, lr: float | None = None,
                  n_critic: int | None = None, gp_weight: float = 10.0, gamma: float = 0.75, lambda_k: float = 0.001,
-                 evaluator: Evaluator | None = None, eval_every: int = 0, seed: int = 0):
+                 evaluator: Evaluator | None = None, eval_every: int = 0, seed: int = 0, info_weight: float = 1.0):
         if loss not in GAN_LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(GAN_LOSSES)}")
+        if config.latent_codes and (loss in ("wgan-gp", "began") or (n_critic or 1) > 1):
+            raise ValueError("a latent code (InfoGAN) is trained with the ns, hinge or lsgan loss")
         if (loss == "began") != config.began:
             raise ValueError("the began loss goes with BEGAN's autoencoder discriminator (config.began)")
         self.config, self.loss = config, loss
@@ -107,6 +117,7 @@ class GANTask(Task):
         self.lr, self.betas = lr or base_lr, (b1, b2)
         self.n_critic = n_critic or critic
         self.gp_weight, self.gamma, self.lambda_k = gp_weight, gamma, lambda_k
+        self.info_weight = info_weight
         self.k = 0.0  # BEGAN's k_t, kept in the discriminator's optimiser state for resume
         self.generator = config.build_generator()
         self.disc = config.build_discriminator()
@@ -134,7 +145,9 @@ class GANTask(Task):
         G, D = nets["generator"], nets["disc"]
         x = batch.images * 2 - 1
         y = batch.labels if self.config.conditional else None
-        if self.loss == "began":
+        if self.config.latent_codes:
+            scalars = self._info_step(G, D, opts, x)
+        elif self.loss == "began":
             scalars = self._began_step(G, D, opts, x, y)
         elif self.n_critic > 1:
             scalars = self._critic_steps(G, D, opts, x, y)
@@ -161,6 +174,28 @@ class GANTask(Task):
         opts["generator"].step()
         return {"d_loss": d_loss.item(), "g_loss": g_loss.item(),
                 "d_real": logits[:n].mean().item(), "d_fake": logits[n:].mean().item()}
+
+    def _info_step(self, G, D, opts, x) -> dict[str, float]:
+        """:meth:`_step` with InfoGAN's categorical code: D is unconditional, G gets the code."""
+        n = x.shape[0]
+        codes = torch.randint(self.config.latent_codes, (n,), device=x.device)
+        fake = G(self._noise(n, x.device), codes)
+        logits, code_logits = D(torch.cat([x, fake.detach()]), with_codes=True)
+        logits = logits.float()
+        info_d = F.cross_entropy(code_logits[n:].float(), codes)
+        d_loss = losses.d_loss(self.loss, logits[:n], logits[n:])
+        opts["disc"].zero_grad(set_to_none=True)
+        (d_loss + self.info_weight * info_d).backward()
+        opts["disc"].step()
+        fake_logits, code_logits = D(fake, with_codes=True)
+        info_g = F.cross_entropy(code_logits.float(), codes)
+        g_loss = losses.g_loss(self.loss, fake_logits.float())
+        opts["generator"].zero_grad(set_to_none=True)
+        (g_loss + self.info_weight * info_g).backward()
+        opts["generator"].step()
+        code_acc = (code_logits.argmax(1) == codes).float().mean()
+        return {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "d_real": logits[:n].mean().item(),
+                "d_fake": logits[n:].mean().item(), "info": info_g.item(), "code_acc": code_acc.item()}
 
     def _critic_steps(self, G, D, opts, x, y) -> dict[str, float]:
         """WGAN-GP: ``n_critic`` critic updates on successive chunks of the batch, then G."""
@@ -228,5 +263,6 @@ class GANTask(Task):
     def sample(self, batch, nets):
         G = nets["generator"]
         device = next(G.parameters()).device
-        y = (torch.arange(20, device=device) % 10) if self.config.conditional else None
+        k = self.config.generator_conditions
+        y = (torch.arange(20, device=device) % k) if k else None
         return to_unit(G(self.sample_z.to(device), y))

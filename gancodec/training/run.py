@@ -162,12 +162,16 @@ def train_gan(args) -> Path:
     rank, _ = init_distributed(args.device)
     torch.manual_seed(args.seed + rank)
     out = Path(args.out)
-    loss, conditional, sn = args.loss, args.conditional, args.spectral_norm
+    loss, conditional, sn, codes = args.loss, args.conditional, args.spectral_norm, args.latent_codes
     ckpt = out / "checkpoint.pt"
     if args.resume and ckpt.exists():  # the run's own settings win over the command line's
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         loss, conditional = state["loss"], state["config"]["num_classes"] > 0
-        sn = state["config"]["spectral_norm"]
+        sn, codes = state["config"]["spectral_norm"], state["config"].get("latent_codes", 0)
+    if codes and conditional:
+        raise UserError("--latent-codes is for unconditional models; drop --conditional")
+    if codes and loss not in ("ns", "hinge", "lsgan"):
+        raise UserError("--latent-codes (InfoGAN) needs the ns, hinge or lsgan loss")
     if args.eval_every and args.eval_every % args.log_every:
         raise UserError(f"--eval-every must be a multiple of --log-every ({args.log_every})")
     n_critic = args.n_critic or RECIPES[loss][3]
@@ -175,16 +179,18 @@ def train_gan(args) -> Path:
     if conditional and not data.has_labels:
         raise UserError("--conditional needs labelled data (mnist:DIR); an image folder has no classes")
     config = GANConfig(size=data.size, channels=data.channels, nz=args.nz, width=args.width,
-                       num_classes=10 if conditional else 0, spectral_norm=sn, began=loss == "began")
+                       num_classes=10 if conditional else 0, latent_codes=codes, spectral_norm=sn,
+                       began=loss == "began")
     evaluator = None
     folder = mnist_folder(args.data) if is_mnist_spec(args.data) else None
     if args.eval_every and folder is not None and data.size == 28:
         held, _ = load_mnist(f"mnist:{folder}", "heldout")
         evaluator = Evaluator(to_tensor(held), n=args.eval_n, nz=config.nz, conditional=conditional,
-                              judge=args.judge)
+                              judge=args.judge, codes=codes)
     task = GANTask(config, loss=loss, ema=args.ema, lr=args.lr, n_critic=n_critic, evaluator=evaluator,
-                   eval_every=args.eval_every, seed=args.seed + rank)
+                   eval_every=args.eval_every, seed=args.seed + rank, info_weight=args.info_weight)
     recipe = {"loss": loss, "lr": task.lr, "betas": list(task.betas), "n_critic": task.n_critic,
+              "latent_codes": codes, "info_weight": args.info_weight if codes else None,
               "batch_size": args.batch_size, "ema": args.ema, "ema_decay": args.ema_decay,
               "spectral_norm": sn, "lr_decay_at": args.lr_decay_at}
     trainer = Trainer(task, data, TrainConfig(
