@@ -59,9 +59,10 @@ def compress(
 
 def decompress(
     data: bytes, *, decoder: str = "mse", model=None, exact: bool = True, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    progress: bool = False,
+    progress: bool = False, realism: float | None = None,
 ) -> np.ndarray:
-    """Decode ``.gcz`` bytes to a uint8 array; ``decoder`` is ``"mse"`` (fidelity) or ``"gan"``.
+    """Decode ``.gcz`` bytes to a uint8 array; ``decoder`` is ``"mse"`` (fidelity) or ``"gan"``,
+    or ``realism`` in 0..1 blends the two (ESRGAN-style network interpolation, bit-exact).
     ``exact=False`` uses the float32 synthesis: faster, but pixels may differ in the last bit
     between machines and thread counts (the fixed-point default is identical everywhere).
     A file declaring more than ``max_pixels`` is refused before anything is decoded; its ICC
@@ -69,7 +70,8 @@ def decompress(
     installed codec that wrote the file is used (any released version, found from its header).
     ``progress`` shows a bar on stderr once the call has taken 2 s."""
     codec = load_model_for_file(data) if model is None else _model(model)
-    return codec.decompress(data, decoder=decoder, exact=exact, max_pixels=max_pixels, progress=progress)
+    return codec.decompress(data, decoder=decoder, exact=exact, max_pixels=max_pixels, progress=progress,
+                            realism=realism)
 
 
 def _enhancer(model, default: str, kind: str, scale: int | None = None):

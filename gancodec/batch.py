@@ -100,7 +100,8 @@ def decompress_one(src: Path, dst: Path, options: dict) -> int:
     data = src.read_bytes()
     model = model_for_file(data, options["model"])
     pixels = model.decompress(data, decoder=options["decoder"], exact=not options["fast"],
-                              max_pixels=options["max_pixels"], progress=options.get("progress", False))
+                              max_pixels=options["max_pixels"], progress=options.get("progress", False),
+                              realism=options.get("realism"))
     save_image(dst, pixels, **read_metadata(data))
     return dst.stat().st_size
 

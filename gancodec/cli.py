@@ -50,10 +50,16 @@ def _add_train(sub) -> None:
     tsub = p.add_subparsers(dest="what", required=True)
     c = tsub.add_parser("codec", help="train the generative codec (stage rd, then gan)")
     c.add_argument("--data", nargs="+", required=True, help="folder(s) of training images")
-    c.add_argument("--stage", choices=["rd", "gan"], default="rd")
+    c.add_argument("--stage", choices=["rd", "gan", "entropy"], default="rd",
+                   help="rd, then gan (the generator); entropy: only the entropy model, transforms frozen")
     c.add_argument("--steps", type=int, required=True)
     c.add_argument("--out", required=True, help="run directory (checkpoint, log.csv, samples/)")
-    c.add_argument("--init", help="for --stage gan: the rd run directory to start from")
+    c.add_argument("--init", help="for --stage gan / entropy: the run directory to start from")
+    c.add_argument("--context", choices=["checkerboard", "none"], default="checkerboard",
+                   help="entropy stage: add a checkerboard context model (none: the hyperprior alone)")
+    c.add_argument("--cache-crops", type=int, default=4096, help="entropy stage: crops whose latents are cached")
+    c.add_argument("--latent-cache", default=None,
+                   help="entropy stage: file for the cached latents (made if absent, reused if present)")
     c.add_argument("--init-weights", choices=["ema", "raw"], default="ema",
                    help="for --stage gan: start from the rd run's EMA or raw weights")
     c.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
@@ -148,6 +154,8 @@ def _add_codec(sub) -> None:
                    help="output image (.png recommended); a folder when several inputs or a folder are given")
     p.add_argument("--decoder", choices=["mse", "gan"], default="mse",
                    help="mse: highest fidelity; gan: realistic texture (same file)")
+    p.add_argument("--realism", type=float, default=None, metavar="R",
+                   help="0..1: blend the mse (0) and gan (1) decoders, bit-exact like either (instead of --decoder)")
     p.add_argument("--fast", action="store_true",
                    help="float32 synthesis: faster, but pixels may differ in the last bit between machines")
     p.add_argument("--model", default=None,
@@ -373,7 +381,7 @@ def _batch(args) -> int:
     if args.command == "compress":
         options |= {"quality": args.quality, "target_bpp": args.target_bpp, "keep_metadata": args.keep_metadata}
     else:
-        options |= {"decoder": args.decoder, "fast": args.fast}
+        options |= {"decoder": args.decoder, "fast": args.fast, "realism": args.realism}
     return run(args.command, args.input, args.output, options, jobs=args.jobs, threads=args.threads,
                shard=args.shard, overwrite=args.overwrite, progress=not args.no_progress)
 
@@ -400,7 +408,8 @@ def _decompress(args) -> int:
     if not src.is_file():
         raise UserError(f"input file not found: {src}")
     decompress_one(src, Path(args.output), {"model": args.model, "decoder": args.decoder, "fast": args.fast,
-                                            "max_pixels": args.max_pixels, "progress": not args.no_progress})
+                                            "max_pixels": args.max_pixels, "progress": not args.no_progress,
+                                            "realism": args.realism})
     return 0
 
 

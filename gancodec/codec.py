@@ -19,6 +19,7 @@ is checked against what a valid file can hold.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -35,11 +36,12 @@ from .allocator import reuse_large_buffers
 from .bitstream import TAG_EXIF, TAG_ICC, ColorMode, Container, Header, core_stream_count, is_icc_profile, is_tiff_exif
 from .entropy import coder
 from .entropy.coder import TableSet
+from .entropy.context import CONTEXT_KERNEL, anchor_mask
 from .errors import CorruptFileError, ModelMismatchError, UserError
 from .imageio import apply_orientation, has_alpha, is_greyscale, open_image, to_rgb_array
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite
-from .models.integer import ExactSynthesis, IntegerHyperSynthesis, upsampling_start
+from .models.integer import ExactSynthesis, IntegerContext, IntegerHyperSynthesis, upsampling_start
 from .tiling import Sink, Source, run_tiled, run_tiled_two_stage, uint8_source
 from .zoo import weights_hash
 
@@ -174,11 +176,14 @@ class Codec:
             k: v.float() for k, v in tensors.items() if v.is_floating_point() and not k.startswith("tables.")
         }
         missing, unexpected = self.net.load_state_dict(float_state, strict=False)
-        needed = [k for k in missing if not k.startswith(("h_s.", "prior."))]
+        needed = [k for k in missing if not k.startswith(("h_s.", "prior.", "context."))]
         if needed or unexpected:
             raise UserError(f"model {name}: weights file does not match its config ({needed[:3]} {unexpected[:3]})")
         self.net.eval().requires_grad_(False)
         self.hyper = IntegerHyperSynthesis(tensors, tensors["tables.y.thresholds"].numpy())
+        # With a checkerboard context the latent is coded in two passes, anchors then the rest,
+        # each in a stream (+ escapes) of its own.
+        self.context = IntegerContext(tensors, self.hyper) if self.config.context == "checkerboard" else None
         self.z_tables = TableSet.from_padded(tensors["tables.z.pmf"].numpy(), tensors["tables.z.radius"].numpy())
         self.y_tables = TableSet.from_padded(tensors["tables.y.pmf"].numpy(), tensors["tables.y.radius"].numpy())
         self.log_gain = tensors["log_gain"].double().numpy()
@@ -233,28 +238,53 @@ class Codec:
     hyper_analysis_tile = 256  # latent units per tile of the (float) hyper-analysis
     hyper_analysis_margin = 16  # latent units; its receptive field is 13
 
-    def _hyper_window(
-        self, z_int: torch.Tensor, a0: int, a1: int, b0: int, b1: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Means (float64) and scale indices of latent rows a0:a1, columns b0:b1."""
+    def _hyper_acc_window(self, z_int: torch.Tensor, a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
+        """The integer hyper-synthesis's accumulators of latent rows a0:a1, columns b0:b1."""
         m, (hz, wz) = self.hyper_margin, z_int.shape[-2:]
         za0, za1 = max(0, a0 // 4 - m), min(hz, -(-a1 // 4) + m)
         zb0, zb1 = max(0, b0 // 4 - m), min(wz, -(-b1 // 4) + m)
         try:
-            means, indices = self.hyper(z_int[..., za0:za1, zb0:zb1])
+            acc = self.hyper.accumulators(z_int[..., za0:za1, zb0:zb1])
         except ArithmeticError:
             raise CorruptFileError("entropy-coded data is damaged (hyper-latent out of range)") from None
-        rows, cols = slice(a0 - 4 * za0, a1 - 4 * za0), slice(b0 - 4 * zb0, b1 - 4 * zb0)
-        return means[..., rows, cols], indices[..., rows, cols]
+        return acc[..., a0 - 4 * za0 : a1 - 4 * za0, b0 - 4 * zb0 : b1 - 4 * zb0]
 
-    def _scale_indices(self, z_int: torch.Tensor) -> np.ndarray:
-        """The scale index of every latent element (uint8: the tables number at most 256)."""
+    def _hyper_window(
+        self, z_int: torch.Tensor, a0: int, a1: int, b0: int, b1: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hyperprior's means (float64) and scale indices of latent rows a0:a1, columns b0:b1."""
+        return self.hyper.params(self._hyper_acc_window(z_int, a0, a1, b0, b1))
+
+    def _params_window(
+        self, z_int: torch.Tensor, symbols: np.ndarray | None, a0: int, a1: int, b0: int, b1: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and scale indices the latent rows a0:a1, columns b0:b1 were coded with: the
+        hyperprior's, refined by the context model at the non-anchors (which reads the anchor
+        ``symbols`` around the window) when the model has one."""
+        if self.context is None:
+            return self._hyper_window(z_int, a0, a1, b0, b1)
+        hy, wy = 4 * z_int.shape[-2], 4 * z_int.shape[-1]
+        r = CONTEXT_KERNEL // 2  # the context convolution's reach
+        e0, e1, f0, f1 = max(0, a0 - r), min(hy, a1 + r), max(0, b0 - r), min(wy, b1 + r)
+        hyper_acc = self._hyper_acc_window(z_int, e0, e1, f0, f1)
+        anchors = torch.from_numpy(anchor_mask(e1 - e0, f1 - f0, e0, f0)).double()
+        acc = self.context.accumulators(torch.from_numpy(symbols[..., e0:e1, f0:f1]), hyper_acc, anchors)
+        acc = torch.where(anchors.bool(), hyper_acc, acc)
+        return self.hyper.params(acc[..., a0 - e0 : a1 - e0, b0 - f0 : b1 - f0])
+
+    def _scale_indices(self, z_int: torch.Tensor, symbols: np.ndarray | None = None) -> np.ndarray:
+        """The scale index of every latent element (uint8: the tables number at most 256); with
+        a context model the non-anchors' need the anchor ``symbols``."""
         _, _, hz, wz = z_int.shape
         out = np.empty((1, self.config.latent_channels, 4 * hz, 4 * wz), dtype=np.uint8)
         for r0 in range(0, hz, self.hyper_band):
             a0, a1 = 4 * r0, 4 * min(hz, r0 + self.hyper_band)
-            out[..., a0:a1, :] = self._hyper_window(z_int, a0, a1, 0, 4 * wz)[1].numpy()
+            if symbols is None:
+                out[..., a0:a1, :] = self._hyper_window(z_int, a0, a1, 0, 4 * wz)[1].numpy()
+            else:
+                out[..., a0:a1, :] = self._params_window(z_int, symbols, a0, a1, 0, 4 * wz)[1].numpy()
         return out
+
 
     # -- encoder ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -277,19 +307,30 @@ class Codec:
                       size=y.shape[-2:])
         z_int = torch.round(z).clamp(-Z_CLAMP, Z_CLAMP).double()
         _, _, hz, wz = z_int.shape
-        symbols = np.empty(y.shape, dtype=np.int32)
+        symbols = np.zeros(y.shape, dtype=np.int32)
         indices = np.empty(y.shape, dtype=np.uint8)
-        for r0 in range(0, hz, self.hyper_band):  # bands of rows: no float64 copy of the whole latent
-            a0, a1 = 4 * r0, 4 * min(hz, r0 + self.hyper_band)
-            means, idx = self._hyper_window(z_int, a0, a1, 0, 4 * wz)
-            band = torch.round(y[..., a0:a1, :].double() * gain - means)
-            if band.numel() and band.abs().max() >= 2**31:
-                raise UserError("image gives latent values beyond what the format can store")
-            symbols[..., a0:a1, :] = band.numpy()
-            indices[..., a0:a1, :] = idx.numpy()
+        # Pass 1 codes every position with the hyperprior; with a context model it is kept only at
+        # the anchors, and pass 2 recodes the rest with the parameters the anchors give them.
+        for context_pass in ((False, True) if self.context is not None else (False,)):
+            for r0 in range(0, hz, self.hyper_band):  # bands of rows: no float64 copy of the whole latent
+                a0, a1 = 4 * r0, 4 * min(hz, r0 + self.hyper_band)
+                if context_pass:
+                    means, idx = self._params_window(z_int, symbols, a0, a1, 0, 4 * wz)
+                else:
+                    means, idx = self._hyper_window(z_int, a0, a1, 0, 4 * wz)
+                band = torch.round(y[..., a0:a1, :].double() * gain - means)
+                if band.numel() and band.abs().max() >= 2**31:
+                    raise UserError("image gives latent values beyond what the format can store")
+                keep = slice(None) if not context_pass else ~anchor_mask(a1 - a0, 4 * wz, a0, 0)
+                symbols[..., a0:a1, :][..., keep] = band.numpy()[..., keep]
+                indices[..., a0:a1, :][..., keep] = idx.numpy()[..., keep]
         z_stream, z_esc = coder.encode(z_int.long().numpy(), self._z_indices(z_int.shape), self.z_tables)
-        y_stream, y_esc = coder.encode(symbols, indices, self.y_tables)
-        return [z_stream, z_esc, y_stream, y_esc]
+        if self.context is None:
+            return [z_stream, z_esc, *coder.encode(symbols, indices, self.y_tables)]
+        # one y stream, read in two passes: the anchors, then the rest
+        anchors = anchor_mask(*y.shape[-2:])
+        passes = [(symbols[..., anchors], indices[..., anchors]), (symbols[..., ~anchors], indices[..., ~anchors])]
+        return [z_stream, z_esc, *coder.encode_passes(passes, self.y_tables)]
 
     def _container(self, img: PreparedImage, quality_milli: int, streams: list[bytes]) -> bytes:
         streams = list(streams)
@@ -369,7 +410,7 @@ class Codec:
         """Entropy-decode a file's latent; returns a function giving any window of ŷ (float64,
         exact) and the latent's size. Only the integer symbols (int32) are held whole."""
         h = container.header
-        z_stream, z_esc, y_stream, y_esc = container.streams[:4]
+        z_stream, z_esc = container.streams[:2]
         hp, wp = -(-h.height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-h.width // PAD_MULTIPLE) * PAD_MULTIPLE
         z_shape = (1, self.config.hyper_channels, hp // 64, wp // 64)
         z_int = coder.decode(z_stream, z_esc, self._z_indices(z_shape), self.z_tables)
@@ -378,11 +419,19 @@ class Codec:
         if z_int.size and np.abs(z_int).max() > Z_CLAMP:
             raise CorruptFileError("entropy-coded data is damaged (hyper-latent out of range)")
         z_t = torch.from_numpy(z_int).double()
-        symbols = coder.decode(y_stream, y_esc, self._scale_indices(z_t), self.y_tables)
+        if self.context is None:
+            symbols = coder.decode(*container.streams[2:4], self._scale_indices(z_t), self.y_tables)
+        else:  # anchors first; their symbols then give the rest their tables
+            anchors = anchor_mask(4 * z_t.shape[-2], 4 * z_t.shape[-1])
+            symbols = np.zeros((1, self.config.latent_channels, *anchors.shape), dtype=np.int32)
+            reader = coder.StreamDecoder(*container.streams[2:4], self.y_tables)
+            symbols[..., anchors] = reader.decode(self._scale_indices(z_t)[..., anchors])
+            symbols[..., ~anchors] = reader.decode(self._scale_indices(z_t, symbols)[..., ~anchors])
+            reader.finish()
         _, inv_gain = self._gains(h.quality_milli)
 
         def window(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
-            means, _ = self._hyper_window(z_t, a0, a1, b0, b1)
+            means, _ = self._params_window(z_t, symbols, a0, a1, b0, b1)
             # Exact in float64: integers plus dyadic means, times a dyadic gain.
             return (torch.from_numpy(symbols[..., a0:a1, b0:b1]).double() + means) * inv_gain
 
@@ -396,26 +445,58 @@ class Codec:
         window, (hy, wy) = self._latent_source(container)
         return window(0, hy, 0, wy)
 
+    def _check_decoder(self, decoder: str, realism: float | None) -> int | None:
+        """Validate a decoder choice; returns the realism in thousandths (None: no blend)."""
+        if decoder not in self.decoders:
+            raise UserError(f"decoder must be one of {', '.join(self.decoders)}, got {decoder!r}")
+        if realism is None:
+            return None
+        if "gan" not in self.decoders:
+            raise UserError(f"model {self.name} has no GAN decoder to blend with (--realism)")
+        if not (isinstance(realism, (int, float)) and 0 <= realism <= 1):
+            raise UserError(f"realism must be in 0..1, got {realism}")
+        return int(round(realism * 1000))
+
+    def _exact_synthesis(self, decoder: str, realism: float | None) -> ExactSynthesis:
+        """The fixed-point synthesis of a decoder, or of the MSE–GAN blend at ``realism``."""
+        milli = self._check_decoder(decoder, realism)
+        key = decoder if milli is None else f"realism:{milli}"
+        if key not in self._exact:
+            if milli is None:
+                self._exact[key] = ExactSynthesis(self.net.synthesis(decoder))
+            else:
+                self._exact[key] = self._exact_synthesis("mse", None).blended(self._exact_synthesis("gan", None), milli)
+        return self._exact[key]
+
+    def _float_synthesis(self, decoder: str, realism: float | None) -> torch.nn.Module:
+        milli = self._check_decoder(decoder, realism)
+        if milli is None:
+            return self.net.synthesis(decoder)
+        net = copy.deepcopy(self.net.g_s)
+        gan = self.net.g_s_gan.state_dict()
+        net.load_state_dict({k: torch.lerp(v, gan[k], milli / 1000) for k, v in self.net.g_s.state_dict().items()})
+        return net
+
     @torch.no_grad()
     def synthesise(
         self, y_hat: torch.Tensor | Source, decoder: str = "mse", exact: bool = True, to_uint8: bool = False, *,
         size: tuple[int, int] | None = None, sink: Sink | None = None, progress: bool = False,
+        realism: float | None = None,
     ) -> torch.Tensor | None:
         """Pixels in [0, 1] (before clamping) from the latent. ``exact`` runs the fixed-point
         synthesis, identical on every machine and thread count; ``exact=False`` runs the float32
         network, faster but with last-bit differences between platforms. ``to_uint8`` rounds
         every tile to 8-bit pixels as it is made, so a large image never exists in float64.
         ``y_hat`` may be a window function with ``size``, and ``sink`` may take the tiles
-        (:func:`gancodec.tiling.run_tiled`)."""
-        if decoder not in self.decoders:
-            raise UserError(f"decoder must be one of {', '.join(self.decoders)}, got {decoder!r}")
+        (:func:`gancodec.tiling.run_tiled`). ``realism`` in 0..1 decodes with the MSE and GAN
+        synthesis blended (0: MSE, 1: GAN, in steps of 1/1000), as exactly as either alone."""
+        self._check_decoder(decoder, realism)
         head_margin = 2 + 2 * self.config.res_blocks
         if exact:
-            if decoder not in self._exact:
-                self._exact[decoder] = ExactSynthesis(self.net.synthesis(decoder))
-            head, tail = self._exact[decoder].head, self._exact[decoder].tail
+            exact_net = self._exact_synthesis(decoder, realism)
+            head, tail = exact_net.head, exact_net.tail
         else:
-            layers = self.net.synthesis(decoder).net
+            layers = self._float_synthesis(decoder, realism).net
             split = upsampling_start(layers)
             head, tail = layers[:split], layers[split:]
         dtype = torch.float64 if exact else torch.float32
@@ -437,18 +518,18 @@ class Codec:
 
     def decompress(
         self, data: bytes, decoder: str = "mse", exact: bool = True, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        progress: bool = False,
+        progress: bool = False, realism: float | None = None,
     ) -> np.ndarray:
         """Decode to a uint8 array: (H, W, 3) RGB, (H, W) grey, (H, W, 4) RGBA or (H, W, 2) LA.
         ``exact=False`` trades bit-exact pixels for a faster float32 synthesis. A file declaring
         more than ``max_pixels`` pixels (None: no limit) is refused before anything is decoded.
         The metadata streams (ICC profile, EXIF) are read with :func:`read_metadata`.
-        ``progress`` shows a bar on stderr when decoding takes more than a few seconds."""
+        ``progress`` shows a bar on stderr when decoding takes more than a few seconds.
+        ``realism`` (0..1) blends the MSE and GAN decoders instead of picking one."""
         container = Container.from_bytes(data)
         h = container.header
         self._check_container(container, max_pixels)
-        if decoder not in self.decoders:  # before the entropy decoding, not after
-            raise UserError(f"decoder must be one of {', '.join(self.decoders)}, got {decoder!r}")
+        self._check_decoder(decoder, realism)  # before the entropy decoding, not after
         alpha = self._decode_alpha(container) if h.mode.has_alpha else None  # cheap checks first
         grey = h.mode.is_grey
         out = np.empty((h.height, h.width, (1 if grey else 3) + (alpha is not None)), dtype=np.uint8)
@@ -465,7 +546,8 @@ class Codec:
 
         with reuse_large_buffers(h.height * h.width):
             window, size = self._latent_source(container)
-            self.synthesise(window, decoder, exact, to_uint8=True, size=size, sink=store, progress=progress)
+            self.synthesise(window, decoder, exact, to_uint8=True, size=size, sink=store, progress=progress,
+                            realism=realism)
         if alpha is not None:
             out[..., -1] = alpha
         return out[..., 0] if out.shape[2] == 1 else out

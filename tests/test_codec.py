@@ -190,6 +190,28 @@ def test_exact_synthesis_matches_the_float_network(photo, shipped_codec):
         assert (exact * 2**12 == torch.round(exact * 2**12)).all()  # on the fixed-point grid
 
 
+def test_realism_blends_the_two_decoders_exactly(photo, shipped_codec, tmp_path):
+    from gancodec.cli import main
+
+    codec = shipped_codec
+    data = codec.compress(photo, quality=1)
+    mse, gan = codec.decompress(data, "mse"), codec.decompress(data, "gan")
+    assert np.array_equal(codec.decompress(data, realism=0), mse)
+    assert np.array_equal(codec.decompress(data, realism=1), gan)
+    half = codec.decompress(data, realism=0.5)
+    assert not np.array_equal(half, mse) and not np.array_equal(half, gan)
+    lo, hi = np.minimum(mse, gan).astype(int), np.maximum(mse, gan).astype(int)
+    assert np.mean((half >= lo - 1) & (half <= hi + 1)) > 0.99  # between the two, nearly everywhere
+    fast = codec.decompress(data, exact=False, realism=0.5)
+    assert np.abs(fast.astype(int) - half).max() <= 1
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(gancodec.UserError, match="realism"):
+            codec.decompress(data, realism=bad)
+    (tmp_path / "a.gcz").write_bytes(data)
+    assert main(["decompress", str(tmp_path / "a.gcz"), "-o", str(tmp_path / "a.png"), "--realism", "0.5"]) == 0
+    assert np.array_equal(gancodec.imageio.load_rgb_array(tmp_path / "a.png"), half)
+
+
 def test_api_defaults_to_the_shipped_model(photo, shipped_codec):
     data = gancodec.compress(photo[:64, :64], quality=1)
     assert gancodec.decompress(data).shape == (64, 64, 3)

@@ -85,31 +85,40 @@ def _counts(indices: np.ndarray, n_tables: int) -> np.ndarray:
 
 def encode(symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> tuple[bytes, bytes]:
     """Code ``symbols`` (ints) with table ``indices[i]`` each. Returns (ans stream, escapes)."""
-    symbols = symbols.reshape(-1)
-    indices = indices.reshape(-1)
-    if symbols.size != indices.size:
-        raise ValueError("one table index per symbol is needed")
-    if indices.dtype.kind not in "iu":
-        raise ValueError("table indices must be integers")
-    counts = _counts(indices, len(tables))
+    return encode_passes([(symbols, indices)], tables)
+
+
+def encode_passes(passes: list[tuple[np.ndarray, np.ndarray]], tables: TableSet) -> tuple[bytes, bytes]:
+    """Code several (symbols, indices) passes into one stream that :class:`StreamDecoder`
+    reads back pass by pass, so a later pass's tables may depend on an earlier pass's symbols
+    (the checkerboard context model). One pass gives exactly :func:`encode`'s bytes."""
     models = tables.models()
-    escapes: list[np.ndarray] = []  # table by table, last table first; within a table, last chunk first
+    escapes: list[np.ndarray] = []  # in push order; reversed at the end into decoding order
     coder = constriction.stream.stack.AnsCoder()
-    # A stack coder decodes in the opposite order of encoding: push the last table's symbols
-    # first, and within a table the last chunk first (encode_reverse reverses within a chunk),
-    # which gives the same stream as pushing each whole group at once.
-    for k in reversed(range(len(tables))):
-        if counts[k] == 0:
-            continue
-        r = tables.radius(k)
-        for s in reversed(_chunks(indices.size)):
-            values = symbols[s : s + CHUNK][indices[s : s + CHUNK] == k]
-            if not values.size:
+    # A stack coder decodes in the opposite order of encoding: push the last pass first, within a
+    # pass the last table's symbols first, and within a table the last chunk first
+    # (encode_reverse reverses within a chunk), which gives the same stream as pushing each whole
+    # group at once.
+    for symbols, indices in reversed(passes):
+        symbols = symbols.reshape(-1)
+        indices = indices.reshape(-1)
+        if symbols.size != indices.size:
+            raise ValueError("one table index per symbol is needed")
+        if indices.dtype.kind not in "iu":
+            raise ValueError("table indices must be integers")
+        counts = _counts(indices, len(tables))
+        for k in reversed(range(len(tables))):
+            if counts[k] == 0:
                 continue
-            escaped = np.abs(values) > r
-            if escaped.any():
-                escapes.append(values[escaped])
-            coder.encode_reverse(np.where(escaped, 2 * r + 1, values + r).astype(np.int32), models[k])
+            r = tables.radius(k)
+            for s in reversed(_chunks(indices.size)):
+                values = symbols[s : s + CHUNK][indices[s : s + CHUNK] == k]
+                if not values.size:
+                    continue
+                escaped = np.abs(values) > r
+                if escaped.any():
+                    escapes.append(values[escaped])
+                coder.encode_reverse(np.where(escaped, 2 * r + 1, values + r).astype(np.int32), models[k])
     words = coder.get_compressed()
     escape_bytes = np.concatenate(escapes[::-1]).astype("<i4").tobytes() if escapes else b""
     return words.astype("<u4").tobytes(), escape_bytes
@@ -118,41 +127,58 @@ def encode(symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> tuple[
 def decode(stream: bytes, escapes: bytes, indices: np.ndarray, tables: TableSet) -> np.ndarray:
     """Inverse of :func:`encode`, given the same ``indices``. Returns int32 symbols (every value
     a file can hold: the escape side stream is int32)."""
-    shape = indices.shape
-    indices = indices.reshape(-1)
-    if len(stream) % 4 or len(escapes) % 4:
-        raise CorruptFileError("entropy-coded stream has a broken length")
-    words = np.frombuffer(stream, dtype="<u4").astype(np.uint32)
-    escape_values = np.frombuffer(escapes, dtype="<i4").astype(np.int32)
-    counts = _counts(indices, len(tables))
-    models = tables.models()
-    try:
-        coder = constriction.stream.stack.AnsCoder(words)
-    except ValueError as exc:  # e.g. "ANS compressed data never ends in a zero word" (found by fuzzing)
-        raise CorruptFileError(f"entropy-coded data is damaged ({exc})") from None
-    out = np.empty(indices.size, dtype=np.int32)
-    used_escapes = 0
-    for k, n in enumerate(counts):
-        if n == 0:
-            continue
-        r = tables.radius(k)
-        for s in _chunks(indices.size):  # straight into raster order, a chunk at a time
-            mask = indices[s : s + CHUNK] == k
-            here = int(np.count_nonzero(mask))
-            if here == 0:
+    reader = StreamDecoder(stream, escapes, tables)
+    out = reader.decode(indices)
+    reader.finish()
+    return out
+
+
+class StreamDecoder:
+    """Reads the passes of :func:`encode_passes` one after another: :meth:`decode` each pass
+    with its indices, then :meth:`finish`, which checks that every escape value was used."""
+
+    def __init__(self, stream: bytes, escapes: bytes, tables: TableSet):
+        if len(stream) % 4 or len(escapes) % 4:
+            raise CorruptFileError("entropy-coded stream has a broken length")
+        words = np.frombuffer(stream, dtype="<u4").astype(np.uint32)
+        self.escape_values = np.frombuffer(escapes, dtype="<i4").astype(np.int32)
+        self.used_escapes = 0
+        self.tables = tables
+        self.models = tables.models()
+        try:
+            self.coder = constriction.stream.stack.AnsCoder(words)
+        except ValueError as exc:  # e.g. "ANS compressed data never ends in a zero word" (found by fuzzing)
+            raise CorruptFileError(f"entropy-coded data is damaged ({exc})") from None
+
+    def decode(self, indices: np.ndarray) -> np.ndarray:
+        """The next pass's symbols (int32, shaped like ``indices``)."""
+        shape = indices.shape
+        indices = indices.reshape(-1)
+        counts = _counts(indices, len(self.tables))
+        out = np.empty(indices.size, dtype=np.int32)
+        for k, n in enumerate(counts):
+            if n == 0:
                 continue
-            try:
-                codes = coder.decode(models[k], here)
-            except Exception as exc:  # constriction raises on exhausted / invalid data
-                raise CorruptFileError(f"entropy-coded data is damaged ({exc})") from None
-            values = np.asarray(codes, dtype=np.int32) - r
-            escaped = values == r + 1
-            n_esc = int(np.count_nonzero(escaped))
-            if used_escapes + n_esc > escape_values.size:
-                raise CorruptFileError("entropy-coded data refers to missing escape values")
-            values[escaped] = escape_values[used_escapes : used_escapes + n_esc]
-            used_escapes += n_esc
-            out[s : s + CHUNK][mask] = values
-    if used_escapes != escape_values.size:
-        raise CorruptFileError("entropy-coded data has unused escape values")
-    return out.reshape(shape)
+            r = self.tables.radius(k)
+            for s in _chunks(indices.size):  # straight into raster order, a chunk at a time
+                mask = indices[s : s + CHUNK] == k
+                here = int(np.count_nonzero(mask))
+                if here == 0:
+                    continue
+                try:
+                    codes = self.coder.decode(self.models[k], here)
+                except Exception as exc:  # constriction raises on exhausted / invalid data
+                    raise CorruptFileError(f"entropy-coded data is damaged ({exc})") from None
+                values = np.asarray(codes, dtype=np.int32) - r
+                escaped = values == r + 1
+                n_esc = int(np.count_nonzero(escaped))
+                if self.used_escapes + n_esc > self.escape_values.size:
+                    raise CorruptFileError("entropy-coded data refers to missing escape values")
+                values[escaped] = self.escape_values[self.used_escapes : self.used_escapes + n_esc]
+                self.used_escapes += n_esc
+                out[s : s + CHUNK][mask] = values
+        return out.reshape(shape)
+
+    def finish(self) -> None:
+        if self.used_escapes != self.escape_values.size:
+            raise CorruptFileError("entropy-coded data has unused escape values")

@@ -6,7 +6,9 @@
 * analysis ``g_a``: four stride-2 5×5 convolutions with GDN (stride 16 overall);
 * gain units (Cui et al. 2021): one learned per-channel gain / inverse gain per quality level,
   interpolated geometrically in between, so one model covers every rate;
-* mean–scale hyperprior: factorized prior on z, Gaussian conditional on y_g;
+* mean–scale hyperprior: factorized prior on z, Gaussian conditional on y_g; optionally a
+  checkerboard context model (:mod:`gancodec.entropy.context`) that refines the mean and scale
+  of half the positions from the other, already decoded half;
 * synthesis / generator: residual blocks at 1/16 resolution then four upsampling stages with
   IGDN. The MSE-trained synthesis is kept beside the GAN-finetuned one, and the bitstream does
   not depend on which of the two decodes it.
@@ -23,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..entropy.context import CONTEXT_MODELS, CheckerboardContext, anchor_mask_like
 from ..entropy.factorized import FactorizedPrior
 from ..entropy.gaussian import GaussianConditional
 from ..layers import GDN, ResidualBlock, conv, deconv
@@ -36,6 +39,11 @@ class CodecConfig:
     res_blocks: int = 3  # residual blocks at the synthesis input
     # rate–distortion trade-off of each quality level; this range spans about 0.1–0.6 bpp on Kodak
     lambdas: list[float] = field(default_factory=lambda: [0.0009, 0.0018, 0.0035, 0.0067, 0.013, 0.025])
+    context: str = "none"  # entropy model context: none | checkerboard
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXT_MODELS:
+            raise ValueError(f"context must be one of {', '.join(CONTEXT_MODELS)}, got {self.context!r}")
 
     @property
     def levels(self) -> int:
@@ -110,6 +118,7 @@ class HiFiCLite(nn.Module):
         self.h_s = hyper_synthesis(c.hyper_channels, c.latent_channels)
         self.prior = FactorizedPrior(c.hyper_channels)
         self.gaussian = GaussianConditional()
+        self.context = CheckerboardContext(c.latent_channels) if c.context == "checkerboard" else None
         # Higher quality -> larger gain -> finer effective quantisation step.
         init = torch.linspace(-1.0, 1.0, c.levels).view(-1, 1).expand(-1, c.latent_channels)
         self.log_gain = nn.Parameter(init.clone())
@@ -131,6 +140,13 @@ class HiFiCLite(nn.Module):
         self.g_s_gan = copy.deepcopy(self.g_s)
         return self.g_s_gan
 
+    def add_context(self) -> CheckerboardContext:
+        """Give a model trained without context a checkerboard context model; untrained, it
+        leaves every mean and scale as the hyperprior's (its last layer starts at zero)."""
+        self.config.context = "checkerboard"
+        self.context = CheckerboardContext(self.config.latent_channels)
+        return self.context
+
     def synthesis(self, decoder: str) -> Synthesis:
         if decoder == "gan":
             if self.g_s_gan is None:
@@ -141,13 +157,22 @@ class HiFiCLite(nn.Module):
     # -- training forward ------------------------------------------------------------------------
     def encode_latents(self, x: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
         """Everything up to the quantised latent, with likelihoods for the rate term."""
-        y = self.g_a(x)
+        return self.quantize_latents(self.g_a(x), quality)
+
+    def quantize_latents(self, y: torch.Tensor, quality: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`encode_latents` from the analysis transform's output ``y``."""
         gain, inv_gain = self.gains(quality)
         y_g = y * gain
         z = self.h_a(y_g)
         _, z_likelihoods = self.prior(z, training=self.training)
         z_hat = ste_round(z)
         means, scales = self.h_s(z_hat).chunk(2, dim=1)
+        if self.context is not None:
+            anchors = anchor_mask_like(y_g)
+            y_hat_g = ste_round(y_g - means) + means  # what the decoder holds after the first pass
+            c_means, c_scales = self.context(y_hat_g * anchors, means, scales)
+            means = torch.lerp(c_means, means, anchors)
+            scales = torch.lerp(c_scales, scales, anchors)
         y_likelihoods = self.gaussian(y_g, scales, means, noise=self.training)
         y_hat = (ste_round(y_g - means) + means) * inv_gain
         return {"y_hat": y_hat, "y_likelihoods": y_likelihoods, "z_likelihoods": z_likelihoods}

@@ -25,6 +25,8 @@ weights, so no accumulator can leave the exact float64 range whatever the input.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -67,6 +69,19 @@ class IntegerHyperSynthesis:
     @torch.no_grad()
     def __call__(self, z_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z_int: (1, C, h, w) integer-valued. Returns (means float64, scale indices int64)."""
+        return self.params(self.accumulators(z_int))
+
+    def params(self, acc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(means, scale indices) from the last layer's accumulators (means ‖ scales)."""
+        means_acc, scale_acc = acc.chunk(2, dim=1)
+        means = means_acc / self.out_scale  # exact: division by a power of two
+        indices = torch.bucketize(scale_acc.contiguous(), self.thresholds, right=True)
+        return means, indices
+
+    @torch.no_grad()
+    def accumulators(self, z_int: torch.Tensor) -> torch.Tensor:
+        """The last layer's integer accumulators (means ‖ scales, WEIGHT_BITS + ACT_BITS
+        fractional bits), what :meth:`params` and the context model start from."""
         x = z_int.double()
         act_bits = 0
         for i, (kind, k, stride) in enumerate(self.LAYOUT):
@@ -79,12 +94,66 @@ class IntegerHyperSynthesis:
                 shift = 2.0 ** (WEIGHT_BITS + act_bits - ACT_BITS)
                 x = torch.floor(torch.relu(x) / shift + 0.5)
                 act_bits = ACT_BITS
-        if x.abs().max() >= EXACT_LIMIT:  # cannot happen with trained weights; guard anyway
+        if x.numel() and x.abs().max() >= EXACT_LIMIT:  # cannot happen with trained weights; guard anyway
             raise ArithmeticError("integer hyper-synthesis overflowed the exact float64 range")
-        means_acc, scale_acc = x.chunk(2, dim=1)
-        means = means_acc / self.out_scale  # exact: division by a power of two
-        indices = torch.bucketize(scale_acc.contiguous(), self.thresholds, right=True)
-        return means, indices
+        return x
+
+
+def quantize_context(context: nn.Module) -> dict[str, torch.Tensor]:
+    """Fixed-point weights of a :class:`~gancodec.entropy.context.CheckerboardContext`: its
+    context convolution, then the three 1×1 layers of its parameter network."""
+    layers = [context.ctx] + [m for m in context.ep if isinstance(m, nn.Conv2d)]
+    out: dict[str, torch.Tensor] = {}
+    for i, layer in enumerate(layers):
+        out[f"ctx_int.{i}.weight"] = torch.round(layer.weight.detach().double() * 2**WEIGHT_BITS).to(torch.int32)
+        out[f"ctx_int.{i}.bias"] = torch.round(layer.bias.detach().double() * 2 ** (WEIGHT_BITS + ACT_BITS)).to(
+            torch.int64)
+    return out
+
+
+class IntegerContext:
+    """The checkerboard context model in exact integer arithmetic, on the integer
+    hyper-synthesis's accumulators. Inputs are re-quantised to ``ACT_BITS`` fractional bits
+    (the anchors' ŷ_g, the hyper-synthesis's means and scales); each layer's input is clamped
+    to a bound derived from its weights, so no sum can leave the exact float64 range whatever a
+    file holds (a valid file never comes near it)."""
+
+    LAYERS = 4  # the 5×5 context convolution, then three 1×1 layers with ReLU between them
+
+    def __init__(self, tensors: dict[str, torch.Tensor], hyper: IntegerHyperSynthesis):
+        self.weights = [tensors[f"ctx_int.{i}.weight"].double() for i in range(self.LAYERS)]
+        self.biases = [tensors[f"ctx_int.{i}.bias"].double() for i in range(self.LAYERS)]
+        self.hyper = hyper
+        # largest |input| of each layer for which every sum is provably below 2^52
+        self.limits = []
+        for w, b in zip(self.weights, self.biases):
+            l1 = max(1.0, w.abs().sum(dim=(1, 2, 3)).max().item())
+            self.limits.append(max(1.0, (EXACT_LIMIT - b.abs().max().item()) // l1))
+        self.shift = 2.0**WEIGHT_BITS  # accumulator (WEIGHT_BITS + ACT_BITS) -> ACT_BITS
+
+    def _requantize(self, acc: torch.Tensor) -> torch.Tensor:
+        return torch.floor(acc / self.shift + 0.5)
+
+    def _layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        padding = self.weights[i].shape[-1] // 2
+        return F.conv2d(_bounded(x, self.limits[i]), self.weights[i], self.biases[i], padding=padding)
+
+    @torch.no_grad()
+    def accumulators(self, symbols: torch.Tensor, hyper_acc: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """Refined accumulators (means ‖ scales) of every position of a window, from the
+        integer ``symbols`` (only those at ``anchors`` are read) and the hyper-synthesis's
+        accumulators of the same window. The context convolution pads with zeros, so a window
+        with 2 latent units of context beyond the positions wanted gives them exactly as the
+        whole latent would."""
+        m = hyper_acc.shape[1] // 2
+        hyper_fixed = self._requantize(hyper_acc)
+        # ŷ_g = symbol + mean at ACT_BITS: symbol·2^ACT_BITS + round(mean), exact in integers
+        y_fixed = (symbols.double() * 2.0**ACT_BITS + hyper_fixed[:, :m]) * anchors
+        ctx = self._requantize(self._layer(0, y_fixed))
+        x = torch.cat([ctx, hyper_fixed], dim=1)
+        for i in (1, 2):
+            x = torch.floor(torch.relu(self._layer(i, x)) / self.shift + 0.5)
+        return self._layer(3, x) + hyper_acc
 
 
 SYNTH_WEIGHT_BITS = 16  # fractional bits of the synthesis weights
@@ -100,6 +169,12 @@ def _bounded(a: torch.Tensor, limit: float) -> torch.Tensor:
     where nothing is out of range."""
     lo, hi = torch.aminmax(a)
     return a.clamp(-limit, limit) if lo.item() < -limit or hi.item() > limit else a
+
+
+def _mix(a: torch.Tensor, b: torch.Tensor, milli: int) -> torch.Tensor:
+    """round(((1000 - milli)·a + milli·b) / 1000) of integer-valued tensors: the sum is an exact
+    integer, one IEEE division and a floor give the same result on every machine."""
+    return torch.floor((a * (1000 - milli) + b * milli) / 1000 + 0.5)
 
 
 def _fixed(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -118,10 +193,20 @@ class _FixedConv:
         self.bias = _fixed(bias.detach(), SYNTH_WEIGHT_BITS + SYNTH_ACT_BITS)
         # With half an output step added to the bias, re-quantising the accumulator needs no
         # separate pass to add 1/2: floor((acc + 2^15) / 2^16) == floor(acc / 2^16 + 1/2), exactly.
+        self._derive()
+
+    def _derive(self) -> None:
+        """The values that follow from the weight and bias."""
         self.rounding_bias = self.bias + 2.0 ** (SYNTH_WEIGHT_BITS - 1)
         # Largest |input| for which every output sum is provably below 2^52.
-        l1 = self.weight.abs().sum(dim=(0, 2, 3) if transposed else (1, 2, 3)).max().item()
+        l1 = self.weight.abs().sum(dim=(0, 2, 3) if self.transposed else (1, 2, 3)).max().item()
         self.limit = float(max(1.0, (EXACT_LIMIT - self.rounding_bias.abs().max().item()) // max(l1, 1.0)))
+
+    def blended(self, other: _FixedConv, milli: int) -> _FixedConv:
+        out = copy.copy(self)
+        out.weight, out.bias = _mix(self.weight, other.weight, milli), _mix(self.bias, other.bias, milli)
+        out._derive()
+        return out
 
     @classmethod
     def of(cls, layer: nn.Conv2d | nn.ConvTranspose2d) -> _FixedConv:
@@ -179,6 +264,11 @@ class _FixedIGDN:
     # Positions per band: the element-wise chain runs on bands small enough to stay in cache.
     BAND_POSITIONS = 4096
 
+    def blended(self, other: _FixedIGDN, milli: int) -> _FixedIGDN:
+        out = copy.copy(self)
+        out.norm = self.norm.blended(other.norm, milli)
+        return out
+
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         a = _bounded(a, 2.0**26)  # a² stays exact
         out = torch.empty_like(a)
@@ -198,11 +288,21 @@ class _FixedLeakyReLU:
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         return torch.where(a >= 0, a, torch.floor(a * self.slope + 0.5))
 
+    def blended(self, other: _FixedLeakyReLU, milli: int) -> _FixedLeakyReLU:
+        if other.slope != self.slope:
+            raise ValueError("the two networks' activations differ")
+        return self
+
 
 class _FixedResidual:
     def __init__(self, block: ResidualBlock):
         self.act = _FixedLeakyReLU(block.act.negative_slope)
         self.conv1, self.conv2 = _FixedConv.of(block.conv1), _FixedConv.of(block.conv2)
+
+    def blended(self, other: _FixedResidual, milli: int) -> _FixedResidual:
+        out = copy.copy(self)
+        out.conv1, out.conv2 = self.conv1.blended(other.conv1, milli), self.conv2.blended(other.conv2, milli)
+        return out
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
         return a + self.conv2(self.act(self.conv1(self.act(a))))
@@ -231,6 +331,16 @@ class ExactSynthesis:
             else:
                 raise TypeError(f"no exact version of {type(m).__name__}")
         self.split = upsampling_start(layers)
+
+    def blended(self, other: ExactSynthesis, realism_milli: int) -> ExactSynthesis:
+        """The network whose fixed-point parameters are ``(1 - r)·self + r·other``, r =
+        ``realism_milli`` / 1000, each rounded to its grid: ESRGAN's network interpolation, done
+        in integers so that every machine decodes the same pixels at the same realism."""
+        if not 0 <= realism_milli <= 1000 or len(other.ops) != len(self.ops):
+            raise ValueError("blend of two synthesis networks of one layout, by 0..1000 thousandths")
+        out = copy.copy(self)
+        out.ops = [a.blended(b, realism_milli) for a, b in zip(self.ops, other.ops)]
+        return out
 
     @torch.no_grad()
     def head(self, y_hat: torch.Tensor) -> torch.Tensor:

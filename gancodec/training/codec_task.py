@@ -7,6 +7,12 @@
         MSE synthesis is fine-tuned as a generator against a conditional PatchGAN that sees the
         quantised latent: loss = λ(q)·255²·MSE + β·(adversarial + feature matching).
         The MSE synthesis is kept untouched, so one file decodes either way.
+``entropy`` the transforms, the gains and z's prior are frozen and only the entropy model of y
+        learns — the hyper-synthesis, and the checkerboard context model when the model has one
+        — on rate alone (the decoded image barely depends on it): loss = bpp of y. It runs on
+        cached latents (:class:`~gancodec.training.data.LatentCache`), so a step costs
+        milliseconds, and with ``--context none`` it is the ablation's control arm: the same
+        steps spent on the hyperprior alone.
 """
 
 from __future__ import annotations
@@ -73,6 +79,40 @@ class CodecRDTask(Task):
         for q in (1.0, float(codec.config.levels)):
             rows.append(codec(x, torch.full((x.shape[0],), q, device=x.device))["x_hat"])
         return torch.cat(rows)
+
+
+class CodecEntropyTask(Task):
+    """Stage ``entropy``; its batches are analysis outputs y (B, M, h, w), not images."""
+
+    ema_network = "codec"
+
+    def __init__(self, model: HiFiCLite, lr: float = 1e-4):
+        model.requires_grad_(False)
+        model.h_s.requires_grad_(True)
+        if model.context is not None:
+            model.context.requires_grad_(True)
+        self.model, self.lr = model, lr
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"codec": self.model}
+
+    def optimizers(self, nets):
+        params = [p for p in nets["codec"].parameters() if p.requires_grad]
+        return {"codec": torch.optim.Adam(params, lr=self.lr)}
+
+    def train_step(self, batch, nets, opts, step):
+        codec = nets["codec"]
+        q = random_quality(batch.shape[0], codec.config.levels, batch.device)
+        out = codec.quantize_latents(batch, q)
+        pixels = batch.shape[-2] * batch.shape[-1] * 256  # the latent is 1/16 of the image per side
+        y_bpp = (-torch.log2(out["y_likelihoods"])).flatten(1).sum(1) / pixels
+        z_bpp = (-torch.log2(out["z_likelihoods"])).flatten(1).sum(1) / pixels
+        loss = y_bpp.mean()
+        opts["codec"].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in codec.parameters() if p.requires_grad], 1.0)
+        opts["codec"].step()
+        return {"loss": loss.item(), "y_bpp": loss.item(), "bpp": (y_bpp + z_bpp).mean().item()}
 
 
 class CodecGANTask(Task):

@@ -63,3 +63,36 @@ class RandomCrops:
         idx = self.rng.integers(0, len(self.images), self.batch_size)
         batch = np.stack([self._crop(self.images[i]) for i in idx])
         return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class LatentCache:
+    """Infinite iterator of (B, M, h, w) batches of a *frozen* analysis transform's outputs on a
+    fixed set of ``count`` random crops, computed once (and kept in ``cache_file`` when given,
+    so a resumed run or a second arm of an ablation reuses them). The codec's entropy stage
+    trains only the entropy model, for which the analysis transform would be 95 % of a step."""
+
+    def __init__(self, crops: RandomCrops, analysis: torch.nn.Module, count: int, batch_size: int, seed: int = 0,
+                 cache_file: Path | None = None, progress: bool = True):
+        if cache_file is not None and cache_file.is_file():
+            self.latents = torch.load(cache_file, map_location="cpu", weights_only=True)
+        else:
+            from tqdm import tqdm
+
+            parts = []
+            with torch.no_grad():
+                for _ in tqdm(range(-(-count // crops.batch_size)), desc="caching latents", disable=not progress):
+                    parts.append(analysis(next(crops)).float())
+            self.latents = torch.cat(parts)[:count].contiguous()
+            if cache_file is not None:
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache_file.with_suffix(".tmp")
+                torch.save(self.latents, tmp)
+                tmp.replace(cache_file)
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        return self.latents[torch.from_numpy(self.rng.integers(0, len(self.latents), self.batch_size))]

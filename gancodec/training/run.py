@@ -11,8 +11,8 @@ from torch import nn
 
 from ..errors import UserError
 from ..models.codec import CodecConfig, HiFiCLite
-from .codec_task import CodecGANTask, CodecRDTask
-from .data import RandomCrops
+from .codec_task import CodecEntropyTask, CodecGANTask, CodecRDTask
+from .data import LatentCache, RandomCrops
 from .enhance_task import EnhanceConfig, EnhanceTask
 from .trainer import TrainConfig, Trainer, init_distributed, is_main_process
 
@@ -56,9 +56,9 @@ def load_codec_checkpoint(path: Path, ema: bool = True) -> HiFiCLite:
     return model
 
 
-def _fit(task, args, rank: int, metadata: dict) -> None:
-    """The part every ``gancodec train`` shares: data stream, trainer, run."""
-    data = RandomCrops(args.data, crop=args.crop, batch_size=args.batch_size, seed=args.seed + rank)
+def _fit(task, args, rank: int, metadata: dict, data=None) -> None:
+    """The part every ``gancodec train`` shares: data stream (random crops unless given), trainer, run."""
+    data = data or RandomCrops(args.data, crop=args.crop, batch_size=args.batch_size, seed=args.seed + rank)
     Trainer(task, data, TrainConfig(
         steps=args.steps, out_dir=Path(args.out), checkpoint_every=args.checkpoint_every,
         sample_every=args.sample_every, resume=args.resume, progress=not args.no_progress,
@@ -83,9 +83,23 @@ def train_codec(args) -> Path:
         **({"lambdas": sorted(args.lambdas)} if getattr(args, "lambdas", None) else {}),
     )
     resuming = args.resume and (out / "checkpoint.pt").exists()
+    data = None
     if args.stage == "rd":
         model = HiFiCLite(config)
         task = CodecRDTask(model, lr=args.lr)
+    elif args.stage == "entropy":
+        if args.init is None and not resuming:
+            raise UserError("--stage entropy needs --init RUN_DIR (the rd or gan run whose transforms it keeps)")
+        model = load_codec_checkpoint(out if resuming else Path(args.init),
+                                      ema=not resuming and args.init_weights == "ema")
+        if args.context == "checkerboard" and model.context is None:
+            model.add_context()
+        config = model.config
+        task = CodecEntropyTask(model, lr=args.lr)
+        crops = RandomCrops(args.data, crop=args.crop, batch_size=args.batch_size, seed=args.seed + rank)
+        cache = Path(args.latent_cache) if args.latent_cache else None
+        data = LatentCache(crops, model.g_a.eval(), args.cache_crops, args.batch_size, seed=args.seed + rank,
+                           cache_file=cache, progress=not args.no_progress)
     else:
         if args.init is None and not resuming:
             raise UserError("--stage gan needs --init RD_RUN_DIR (the rate-distortion run)")
@@ -95,7 +109,7 @@ def train_codec(args) -> Path:
             model.add_gan_decoder()
         config = model.config
         task = CodecGANTask(model, lr=args.lr, beta=args.beta, gan_loss=args.gan_loss, r1_weight=args.r1)
-    _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec"})
+    _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec"}, data)
     if is_main_process():
         (out / "run.json").write_text(json.dumps({
             "stage": args.stage, "steps": args.steps, "data": [str(d) for d in args.data],

@@ -24,6 +24,7 @@ from ..models.integer import (
     SYNTH_ACT_BITS,
     SYNTH_WEIGHT_BITS,
     WEIGHT_BITS,
+    quantize_context,
     quantize_hyper_synthesis,
 )
 from ..training.run import load_codec_checkpoint
@@ -77,6 +78,8 @@ def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite", version:
     tensors["log_gain"] = model.log_gain.detach().float().contiguous()
     tensors["log_inv_gain"] = model.log_inv_gain.detach().float().contiguous()
     tensors.update(quantize_hyper_synthesis(model.h_s))
+    if model.context is not None:
+        tensors.update(quantize_context(model.context))
 
     z_tables = TableSet(tuple(model.prior.pmf_table(Z_RADIUS)))
     z_pmf, z_radius = z_tables.to_padded()

@@ -1,0 +1,157 @@
+"""The checkerboard context model: two-pass entropy coding, exact integer parameters, the
+entropy training stage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gancodec.cli import main
+from gancodec.entropy import coder
+from gancodec.entropy.context import anchor_mask
+from gancodec.models.codec import CodecConfig, HiFiCLite
+from tests.conftest import TINY_CONFIG
+
+
+@pytest.fixture(scope="module")
+def context_model():
+    """A tiny model whose context model really changes the non-anchors' parameters."""
+    torch.manual_seed(3)
+    model = HiFiCLite(CodecConfig(**TINY_CONFIG, context="checkerboard"))
+    torch.nn.init.normal_(model.context.ep[-1].weight, 0.0, 0.05)
+    torch.nn.init.normal_(model.context.ep[-1].bias, 0.0, 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def context_codec(context_model, tmp_path_factory):
+    import gancodec
+    from gancodec.zoo.export import export_model
+
+    folder = tmp_path_factory.mktemp("zoo") / "tiny-ctx"
+    export_model(context_model, folder, name="tiny-ctx")
+    return gancodec.load_model(str(folder))
+
+
+def test_anchor_mask_is_a_checkerboard():
+    m = anchor_mask(3, 4)
+    assert m.tolist() == [[True, False, True, False], [False, True, False, True], [True, False, True, False]]
+    assert np.array_equal(anchor_mask(2, 3, 1, 2), anchor_mask(3, 5)[1:, 2:])
+
+
+def test_passes_share_one_stream_and_escapes():
+    from gancodec.entropy.coder import TableSet
+    from gancodec.entropy.gaussian import gaussian_pmf_tables, scale_table
+
+    tables = TableSet(tuple(gaussian_pmf_tables(scale_table(8))))
+    rng = np.random.default_rng(0)
+    first = (rng.integers(-3, 4, 500).astype(np.int32), rng.integers(0, 8, 500).astype(np.uint8))
+    second = (rng.integers(-3, 4, 300).astype(np.int32), rng.integers(0, 8, 300).astype(np.uint8))
+    first[0][7], second[0][9] = 5000, -7000  # escapes in both passes
+    stream, escapes = coder.encode_passes([first, second], tables)
+    assert coder.encode_passes([first], tables) == coder.encode(*first, tables)
+    reader = coder.StreamDecoder(stream, escapes, tables)
+    assert np.array_equal(reader.decode(first[1]), first[0])
+    assert np.array_equal(reader.decode(second[1]), second[0])
+    reader.finish()
+
+
+def test_untrained_context_is_the_hyperprior():
+    torch.manual_seed(0)
+    plain = HiFiCLite(CodecConfig(**TINY_CONFIG)).eval()
+    with_ctx = HiFiCLite(CodecConfig(**TINY_CONFIG)).eval()
+    with_ctx.load_state_dict(plain.state_dict())
+    with_ctx.add_context()
+    x, q = torch.rand(1, 3, 128, 128), torch.tensor([2.0])
+    with torch.no_grad():
+        a, b = plain(x, q), with_ctx(x, q)
+    assert torch.equal(a["y_likelihoods"], b["y_likelihoods"]) and torch.equal(a["x_hat"], b["x_hat"])
+
+
+def test_decoder_reads_back_the_symbols_the_encoder_coded(context_codec, photo, monkeypatch):
+    coded, read = [], []
+    real_encode, real_decode = coder.encode_passes, coder.StreamDecoder.decode
+
+    def spy_encode(passes, tables):
+        coded.extend(np.array(s) for s, _ in passes)
+        return real_encode(passes, tables)
+
+    def spy_decode(self, indices):
+        out = real_decode(self, indices)
+        read.append(out.copy())
+        return out
+
+    monkeypatch.setattr(coder, "encode_passes", spy_encode)
+    monkeypatch.setattr(coder.StreamDecoder, "decode", spy_decode)
+    data = context_codec.compress(photo, quality=2)
+    pixels = context_codec.decompress(data)
+    assert pixels.shape == photo.shape
+    # z (one pass), then y's two passes: anchors, then the rest
+    assert len(coded) == 3 and len(read) == 3
+    for c, r in zip(coded, read):
+        assert np.array_equal(c.reshape(-1), r.reshape(-1))
+
+
+def test_context_bands_and_tiles_change_no_byte(context_codec, photo, monkeypatch):
+    data = context_codec.compress(photo, quality=3)
+    pixels = context_codec.decompress(data)
+    monkeypatch.setattr(context_codec, "hyper_band", 1)
+    monkeypatch.setattr(context_codec, "tile", 4)
+    monkeypatch.setattr(context_codec, "tail_tile", 4)
+    assert context_codec.compress(photo, quality=3) == data
+    assert np.array_equal(context_codec.decompress(data), pixels)
+
+
+def test_integer_context_follows_the_float_model(context_model, context_codec, photo):
+    """The exact integer parameters are the float network's, up to fixed-point rounding."""
+    x = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
+    q = torch.tensor([3.0])
+    with torch.no_grad():
+        y = context_model.g_a(x)
+        gain, _ = context_model.gains(q)
+        y_g = y * gain
+        z = torch.round(context_model.h_a(y_g))
+        means, scales = context_model.h_s(z).chunk(2, dim=1)
+        y_hat = torch.round(y_g - means) + means
+        anchors = torch.from_numpy(anchor_mask(*y.shape[-2:])).float()
+        c_means, _ = context_model.context(y_hat * anchors, means, scales)
+    symbols = torch.round(y_g - means).to(torch.int32).numpy()
+    int_means, _ = context_codec._params_window(z.double(), symbols, 0, y.shape[-2], 0, y.shape[-1])
+    rest = ~anchors.bool()
+    assert (int_means.float() - c_means)[..., rest].abs().max() < 0.02
+    assert (int_means.float() - means)[..., anchors.bool()].abs().max() < 0.01
+    assert (c_means - means)[..., rest].abs().max() > 0.1  # the context really moved them
+
+
+def test_entropy_stage_trains_resumes_and_exports(tmp_path, photo):
+    from PIL import Image
+
+    import gancodec
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(photo).save(data / "a.png")
+    torch.manual_seed(0)
+    init = tmp_path / "init"
+    init.mkdir()
+    model = HiFiCLite(CodecConfig(**TINY_CONFIG))
+    torch.save({"kind": "codec", "config": model.config.to_dict(), "nets": {"codec": model.state_dict()},
+                "stage": "rd", "step": 0}, init / "checkpoint.pt")
+    run, cache = tmp_path / "run", tmp_path / "cache.pt"
+    common = ["train", "codec", "--stage", "entropy", "--data", str(data), "--crop", "64", "--batch-size", "2",
+              "--cache-crops", "4", "--latent-cache", str(cache), "--out", str(run), "--no-progress",
+              "--sample-every", "0", "--device", "cpu", "--precision", "fp32"]
+    assert main([*common, "--init", str(init), "--steps", "2"]) == 0
+    assert cache.is_file()
+    assert main([*common, "--steps", "4", "--resume"]) == 0
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 4 and state["config"]["context"] == "checkerboard"
+    # only the entropy model of y learned
+    for k, v in state["nets"]["codec"].items():
+        if k.startswith(("g_a.", "g_s.", "h_a.", "prior.")):
+            assert torch.equal(v, model.state_dict()[k]), k
+    assert main(["train", "export", str(run), "--out", str(tmp_path / "m")]) == 0
+    codec = gancodec.load_model(str(tmp_path / "m"))
+    assert codec.decompress(codec.compress(photo, quality=1)).shape == photo.shape
+    assert main([*common[:-4], "--out", str(tmp_path / "x"), "--steps", "1"]) == 2  # no --init
