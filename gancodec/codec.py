@@ -272,19 +272,30 @@ class Codec:
         acc = torch.where(anchors.bool(), hyper_acc, acc)
         return self.hyper.params(acc[..., a0 - e0 : a1 - e0, b0 - f0 : b1 - f0])
 
-    def _scale_indices(self, z_int: torch.Tensor, symbols: np.ndarray | None = None) -> np.ndarray:
+    # A latent up to this many elements (a 6-megapixel photo) keeps its means once they are made
+    # (float64, 32 MB), so the synthesis's windows need not run the hyper-synthesis again.
+    keep_means_elements = 1 << 22
+
+    def _scale_indices(
+        self, z_int: torch.Tensor, symbols: np.ndarray | None = None, keep_means: bool = False
+    ) -> tuple[np.ndarray, torch.Tensor | None]:
         """The scale index of every latent element (uint8: the tables number at most 256); with
-        a context model the non-anchors' need the anchor ``symbols``."""
+        a context model the non-anchors' need the anchor ``symbols``. With ``keep_means`` the
+        means are returned too, else None."""
         _, _, hz, wz = z_int.shape
-        out = np.empty((1, self.config.latent_channels, 4 * hz, 4 * wz), dtype=np.uint8)
+        shape = (1, self.config.latent_channels, 4 * hz, 4 * wz)
+        out = np.empty(shape, dtype=np.uint8)
+        means = torch.empty(shape, dtype=torch.float64) if keep_means else None
         for r0 in range(0, hz, self.hyper_band):
             a0, a1 = 4 * r0, 4 * min(hz, r0 + self.hyper_band)
             if symbols is None:
-                out[..., a0:a1, :] = self._hyper_window(z_int, a0, a1, 0, 4 * wz)[1].numpy()
+                band_means, idx = self._hyper_window(z_int, a0, a1, 0, 4 * wz)
             else:
-                out[..., a0:a1, :] = self._params_window(z_int, symbols, a0, a1, 0, 4 * wz)[1].numpy()
-        return out
-
+                band_means, idx = self._params_window(z_int, symbols, a0, a1, 0, 4 * wz)
+            out[..., a0:a1, :] = idx.numpy()
+            if means is not None:
+                means[..., a0:a1, :] = band_means
+        return out, means
 
     # -- encoder ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -419,19 +430,26 @@ class Codec:
         if z_int.size and np.abs(z_int).max() > Z_CLAMP:
             raise CorruptFileError("entropy-coded data is damaged (hyper-latent out of range)")
         z_t = torch.from_numpy(z_int).double()
+        keep = self.config.latent_channels * 16 * z_t.shape[-2] * z_t.shape[-1] <= self.keep_means_elements
         if self.context is None:
-            symbols = coder.decode(*container.streams[2:4], self._scale_indices(z_t), self.y_tables)
+            indices, all_means = self._scale_indices(z_t, keep_means=keep)
+            symbols = coder.decode(*container.streams[2:4], indices, self.y_tables)
         else:  # anchors first; their symbols then give the rest their tables
             anchors = anchor_mask(4 * z_t.shape[-2], 4 * z_t.shape[-1])
             symbols = np.zeros((1, self.config.latent_channels, *anchors.shape), dtype=np.int32)
             reader = coder.StreamDecoder(*container.streams[2:4], self.y_tables)
-            symbols[..., anchors] = reader.decode(self._scale_indices(z_t)[..., anchors])
-            symbols[..., ~anchors] = reader.decode(self._scale_indices(z_t, symbols)[..., ~anchors])
+            symbols[..., anchors] = reader.decode(self._scale_indices(z_t)[0][..., anchors])
+            indices, all_means = self._scale_indices(z_t, symbols, keep_means=keep)
+            symbols[..., ~anchors] = reader.decode(indices[..., ~anchors])
             reader.finish()
+        del indices
         _, inv_gain = self._gains(h.quality_milli)
 
         def window(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
-            means, _ = self._params_window(z_t, symbols, a0, a1, b0, b1)
+            if all_means is not None:
+                means = all_means[..., a0:a1, b0:b1]
+            else:
+                means, _ = self._params_window(z_t, symbols, a0, a1, b0, b1)
             # Exact in float64: integers plus dyadic means, times a dyadic gain.
             return (torch.from_numpy(symbols[..., a0:a1, b0:b1]).double() + means) * inv_gain
 

@@ -119,6 +119,8 @@ def test_bands_and_tiles_change_no_byte(tiny_codec, photo, monkeypatch):
     monkeypatch.setattr(codec_type, "tile", 5)  # the analysis is float, so tiles only for decoding
     monkeypatch.setattr(codec_type, "tail_tile", 3)
     assert np.array_equal(tiny_codec.decompress(data, progress=True), pixels)
+    monkeypatch.setattr(codec_type, "keep_means_elements", 0)  # large-image path: means per window
+    assert np.array_equal(tiny_codec.decompress(data), pixels)
 
 
 def test_banded_fixed_point_ops_equal_one_shot(monkeypatch):

@@ -101,6 +101,8 @@ def test_context_bands_and_tiles_change_no_byte(context_codec, photo, monkeypatc
     monkeypatch.setattr(context_codec, "tail_tile", 4)
     assert context_codec.compress(photo, quality=3) == data
     assert np.array_equal(context_codec.decompress(data), pixels)
+    monkeypatch.setattr(context_codec, "keep_means_elements", 0)  # large-image path: means per window
+    assert np.array_equal(context_codec.decompress(data), pixels)
 
 
 def test_integer_context_follows_the_float_model(context_model, context_codec, photo):
