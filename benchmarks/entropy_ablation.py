@@ -2,12 +2,14 @@
 they really write and the pixels their MSE decoder gives back.
 
     python benchmarks/entropy_ablation.py --models gancodec/zoo/weights/hific-lite-v0.6 runs/m-hyper runs/m-ctx \
-        --data ../shared/data/kodak [--qualities 1 2 3 4 5 6] [--limit N] [--threads 1] [--json out.json]
+        --data ../shared/data/kodak [--qualities 1 2 3 4 5 6] [--limit N] [--threads 1] [--json out.json] \
+        [--curves runs/entropy-hyper runs/entropy-ctx --plot curves.png]
 
 For every model and quality: mean bpp (from the ``.gcz`` size, header included), the share of
 the bytes in the y stream, mean PSNR (RGB, MSE decoder, bit-exact decode), and mean encode /
 decode seconds; then each model's BD-rate (PSNR, pchip) against the first model. Every file is
-decoded through the real bitstream.
+decoded through the real bitstream. ``--curves`` plots the training runs' logged rate (y bits
+per pixel at a random quality, mean of every 100 steps) against the step, one line per run.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--curves", nargs="*", default=[], help="entropy-stage run directories to plot")
+    ap.add_argument("--plot", default="entropy-ablation.png", help="where --curves draws")
     args = ap.parse_args()
+    if args.curves:
+        plot_curves([Path(c) for c in args.curves], Path(args.plot))
     torch.set_num_threads(args.threads)
 
     import gancodec
@@ -79,6 +85,35 @@ def main() -> int:
         Path(args.json).write_text(json.dumps({"rows": rows, "bd_rate_vs_first": summary,
                                                "images": [str(p) for p in images]}, indent=2))
     return 0
+
+
+def plot_curves(runs: list[Path], out: Path) -> None:
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for run in runs:
+        by_step = {}
+        with open(run / "log.csv") as fh:
+            for row in csv.DictReader(fh):  # a resumed run logs some steps twice: the last one counts
+                by_step[int(row["step"])] = float(row["y_bpp"])
+        steps = np.array(sorted(by_step))
+        rate = np.array([by_step[k] for k in steps])
+        bins = steps // 100
+        xs = [steps[bins == b].max() for b in np.unique(bins)]
+        ys = [rate[bins == b].mean() for b in np.unique(bins)]
+        ax.plot(xs, ys, label=run.name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("y bits per pixel (training batches)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    print(f"curves: {out}")
 
 
 if __name__ == "__main__":

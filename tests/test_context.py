@@ -157,3 +157,12 @@ def test_entropy_stage_trains_resumes_and_exports(tmp_path, photo):
     codec = gancodec.load_model(str(tmp_path / "m"))
     assert codec.decompress(codec.compress(photo, quality=1)).shape == photo.shape
     assert main([*common[:-4], "--out", str(tmp_path / "x"), "--steps", "1"]) == 2  # no --init
+
+
+def test_fuzzing_the_two_pass_decoder_finds_nothing(context_codec):
+    """Hostile files against the context model's decoder: an image or our error, never a crash."""
+    from gancodec.fuzz import fuzz
+
+    result = fuzz([context_codec], cases=400, seed=2)
+    assert result["bugs"] == [], result["bugs"][:5]
+    assert result["outcomes"].get("decoded", 0) > 10 and result["outcomes"].get("refused", 0) > 100
