@@ -9,7 +9,7 @@ For every model and quality: mean bpp (from the ``.gcz`` size, header included),
 the bytes in the y stream, mean PSNR (RGB, MSE decoder, bit-exact decode), and mean encode /
 decode seconds; then each model's BD-rate (PSNR, pchip) against the first model. Every file is
 decoded through the real bitstream. ``--curves`` plots the training runs' logged rate (y bits
-per pixel at a random quality, mean of every 100 steps) against the step, one line per run.
+per pixel at a random quality, mean of every 200 steps) against the step, one line per run.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import torch
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", required=True, help="codec model folders or names; the first is the anchor")
-    ap.add_argument("--data", required=True, help="folder of test images")
+    ap.add_argument("--models", nargs="+", default=[], help="codec model folders or names; the first is the anchor")
+    ap.add_argument("--data", default=None, help="folder of test images (with --models)")
     ap.add_argument("--qualities", type=float, nargs="+", default=[1, 2, 3, 4, 5, 6])
     ap.add_argument("--limit", type=int, default=None, help="only the first N images")
     ap.add_argument("--threads", type=int, default=1)
@@ -37,6 +37,10 @@ def main() -> int:
     args = ap.parse_args()
     if args.curves:
         plot_curves([Path(c) for c in args.curves], Path(args.plot))
+    if not args.models:
+        return 0
+    if args.data is None:
+        ap.error("--models needs --data")
     torch.set_num_threads(args.threads)
 
     import gancodec
@@ -103,9 +107,10 @@ def plot_curves(runs: list[Path], out: Path) -> None:
                 by_step[int(row["step"])] = float(row["y_bpp"])
         steps = np.array(sorted(by_step))
         rate = np.array([by_step[k] for k in steps])
-        bins = steps // 100
-        xs = [steps[bins == b].max() for b in np.unique(bins)]
-        ys = [rate[bins == b].mean() for b in np.unique(bins)]
+        bins = (steps - 1) // 200  # (0, 200], (200, 400], ...; an incomplete last bin is dropped
+        full = [b for b in np.unique(bins) if (bins == b).sum() * 2 >= (bins == 0).sum()]
+        xs = [200 * (b + 1) for b in full]
+        ys = [rate[bins == b].mean() for b in full]
         ax.plot(xs, ys, label=run.name)
     ax.set_xlabel("step")
     ax.set_ylabel("y bits per pixel (training batches)")
