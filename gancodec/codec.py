@@ -182,13 +182,14 @@ class Codec:
         self.net.eval().requires_grad_(False)
         self.hyper = IntegerHyperSynthesis(tensors, tensors["tables.y.thresholds"].numpy())
         # With a checkerboard context the latent is coded in two passes, anchors then the rest,
-        # each in a stream (+ escapes) of its own.
+        # read one after the other from the one y stream.
         self.context = IntegerContext(tensors, self.hyper) if self.config.context == "checkerboard" else None
         self.z_tables = TableSet.from_padded(tensors["tables.z.pmf"].numpy(), tensors["tables.z.radius"].numpy())
         self.y_tables = TableSet.from_padded(tensors["tables.y.pmf"].numpy(), tensors["tables.y.radius"].numpy())
         self.log_gain = tensors["log_gain"].double().numpy()
         self.log_inv_gain = tensors["log_inv_gain"].double().numpy()
         self._exact: dict[str, ExactSynthesis] = {}
+        self._blend: tuple[tuple[bool, int], ExactSynthesis | torch.nn.Module] | None = None  # latest realism blend
 
     # -- facts -----------------------------------------------------------------------------------
     @property
@@ -475,25 +476,27 @@ class Codec:
             raise UserError(f"realism must be in 0..1, got {realism}")
         return int(round(realism * 1000))
 
-    def _exact_synthesis(self, decoder: str, realism: float | None) -> ExactSynthesis:
-        """The fixed-point synthesis of a decoder, or of the MSE–GAN blend at ``realism``."""
-        milli = self._check_decoder(decoder, realism)
-        key = decoder if milli is None else f"realism:{milli}"
-        if key not in self._exact:
-            if milli is None:
-                self._exact[key] = ExactSynthesis(self.net.synthesis(decoder))
-            else:
-                self._exact[key] = self._exact_synthesis("mse", None).blended(self._exact_synthesis("gan", None), milli)
-        return self._exact[key]
-
-    def _float_synthesis(self, decoder: str, realism: float | None) -> torch.nn.Module:
+    def _synthesis_net(self, decoder: str, realism: float | None, exact: bool) -> ExactSynthesis | torch.nn.Module:
+        """The synthesis of a decoder, or of the MSE–GAN blend at ``realism``: fixed point when
+        ``exact``, else the float network. The two decoders are built once; of the blends only
+        the latest is kept, so trying many realism values does not pile up networks."""
         milli = self._check_decoder(decoder, realism)
         if milli is None:
-            return self.net.synthesis(decoder)
-        net = copy.deepcopy(self.net.g_s)
-        gan = self.net.g_s_gan.state_dict()
-        net.load_state_dict({k: torch.lerp(v, gan[k], milli / 1000) for k, v in self.net.g_s.state_dict().items()})
-        return net
+            if not exact:
+                return self.net.synthesis(decoder)
+            if decoder not in self._exact:
+                self._exact[decoder] = ExactSynthesis(self.net.synthesis(decoder))
+            return self._exact[decoder]
+        if self._blend is None or self._blend[0] != (exact, milli):
+            if exact:
+                net = self._synthesis_net("mse", None, True).blended(self._synthesis_net("gan", None, True), milli)
+            else:
+                net = copy.deepcopy(self.net.g_s)
+                gan = self.net.g_s_gan.state_dict()
+                net.load_state_dict({k: torch.lerp(v, gan[k], milli / 1000)
+                                     for k, v in self.net.g_s.state_dict().items()})
+            self._blend = ((exact, milli), net)
+        return self._blend[1]
 
     @torch.no_grad()
     def synthesise(
@@ -508,13 +511,12 @@ class Codec:
         ``y_hat`` may be a window function with ``size``, and ``sink`` may take the tiles
         (:func:`gancodec.tiling.run_tiled`). ``realism`` in 0..1 decodes with the MSE and GAN
         synthesis blended (0: MSE, 1: GAN, in steps of 1/1000), as exactly as either alone."""
-        self._check_decoder(decoder, realism)
+        net = self._synthesis_net(decoder, realism, exact)
         head_margin = 2 + 2 * self.config.res_blocks
         if exact:
-            exact_net = self._exact_synthesis(decoder, realism)
-            head, tail = exact_net.head, exact_net.tail
+            head, tail = net.head, net.tail
         else:
-            layers = self._float_synthesis(decoder, realism).net
+            layers = net.net
             split = upsampling_start(layers)
             head, tail = layers[:split], layers[split:]
         dtype = torch.float64 if exact else torch.float32
