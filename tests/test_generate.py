@@ -124,6 +124,25 @@ def test_time_budget_stops_gan_training(tmp_path, mnist_dir):
     assert 1 <= state["step"] < 1_000_000
 
 
+def test_deeper_pair_trains_resumes_and_keeps_its_depth(tmp_path, mnist_dir):
+    """--g-depth / --d-depth add 3×3 layers per resolution; a resume keeps the run's depths."""
+    from gancodec.models.dcgan import GANConfig
+
+    run = tmp_path / "deep"
+    assert _train(mnist_dir, run, "lsgan", 2, "--g-depth", "1", "--d-depth", "2") == 0
+    assert _train(mnist_dir, run, "lsgan", 4, "--resume") == 0
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert (state["config"]["g_depth"], state["config"]["d_depth"], state["step"]) == (1, 2, 4)
+    # 2 resolutions (28 → 14 → 7) × 2 extra + 2 at the last one, around the 2 stride-2 layers
+    assert len({k.split(".")[1] for k in state["nets"]["disc"] if k.startswith("convs.")}) == 8
+    assert "refine.1.convs.0.weight" in state["nets"]["generator"]
+    # depth 0 is the study's DCGAN pair, parameter for parameter (shipped weights load)
+    plain, base = GANConfig(), GANConfig(g_depth=0, d_depth=0)
+    assert plain.build_generator().state_dict().keys() == base.build_generator().state_dict().keys()
+    assert not any("refine" in k for k in plain.build_generator().state_dict())
+    assert _train(mnist_dir, tmp_path / "bad", "began", 2, "--d-depth", "1") == 2
+
+
 def test_latent_code_trains_resumes_and_reads_back(tmp_path, mnist_dir):
     """InfoGAN: the code head's cross-entropy is logged, and a resume keeps the code."""
     run = tmp_path / "info"

@@ -56,6 +56,11 @@ def add_train_subcommands(tsub, add_run_options: Callable[[argparse.ArgumentPars
                    help="critic updates per step (default: 5 for wgan-gp, else 1)")
     g.add_argument("--nz", type=int, default=64, help="noise dimensions")
     g.add_argument("--width", type=int, default=64, help="channels of the first D / last G stage")
+    g.add_argument("--g-depth", type=int, default=0,
+                   help="3×3 conv-BN-ReLU layers added per generator resolution (0: DCGAN's generator)")
+    g.add_argument("--d-depth", type=int, default=0,
+                   help="3×3 conv layers added per discriminator resolution (SNGAN's standard CNN at 1; "
+                        "0: DCGAN's discriminator)")
     g.add_argument("--eval-every", type=int, default=0,
                    help="measure the generator with the judge every K steps into log.csv (MNIST; 0: never)")
     g.add_argument("--eval-n", type=int, default=2000, help="samples per evaluation during training")

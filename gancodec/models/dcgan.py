@@ -54,6 +54,11 @@ class GANConfig:
     spectral_norm: bool = True
     began: bool = False  # the discriminator is BEGAN's autoencoder
     began_hidden: int = 64
+    # 3×3 stride-1 convolutions added per resolution stage (SNGAN's "standard CNN", Miyato et al.
+    # 2018): in G a conv-BN-ReLU after the projection and each upsampling, in D a conv-LeakyReLU
+    # before each downsampling and after the last. 0: the plain DCGAN pair (the study's).
+    g_depth: int = 0
+    d_depth: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +72,10 @@ class GANConfig:
             raise ValueError("a model is either class-conditional or has a latent code, not both")
         if self.latent_codes and self.began:
             raise ValueError("BEGAN's autoencoder discriminator has no code head")
+        if self.g_depth < 0 or self.d_depth < 0:
+            raise ValueError("g_depth and d_depth count layers: 0 or more")
+        if self.d_depth and self.began:
+            raise ValueError("d_depth is for the DCGAN discriminator, not BEGAN's autoencoder")
 
     @property
     def conditional(self) -> bool:
@@ -79,14 +88,14 @@ class GANConfig:
 
     def build_generator(self) -> DCGANGenerator:
         return DCGANGenerator(self.nz, self.size, self.channels, self.width, self.generator_conditions,
-                              self.g_cond)
+                              self.g_cond, depth=self.g_depth)
 
     def build_discriminator(self) -> nn.Module:
         if self.began:
             return BEGANDiscriminator(self.size, self.channels, self.width, self.began_hidden, self.num_classes,
                                       self.spectral_norm)
         return DCGANDiscriminator(self.size, self.channels, self.width, self.num_classes, self.d_cond,
-                                  self.spectral_norm, codes=self.latent_codes)
+                                  self.spectral_norm, codes=self.latent_codes, depth=self.d_depth)
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -123,7 +132,7 @@ class CondBatchNorm(nn.Module):
 
 class DCGANGenerator(nn.Module):
     def __init__(self, nz: int = 64, size: int = 28, channels: int = 1, width: int = 64, num_classes: int = 0,
-                 cond: str = "cbn"):
+                 cond: str = "cbn", depth: int = 0):
         super().__init__()
         if cond not in ("cbn", "concat"):
             raise ValueError(f"generator conditioning must be cbn or concat, got {cond!r}")
@@ -135,10 +144,13 @@ class DCGANGenerator(nn.Module):
         self.fc = nn.Linear(nz * (2 if self.embed is not None else 1), ch * self.start**2, bias=False)
         self.norms = nn.ModuleList([CondBatchNorm(ch, bn_classes)])
         self.ups = nn.ModuleList()
+        # per stage (the projection's, then each upsampling's): ``depth`` × (3×3 conv, norm)
+        self.refine = nn.ModuleList([_RefineStage(ch, depth, bn_classes)])
         for _ in range(ups - 1):
             self.ups.append(nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False))
             ch //= 2
             self.norms.append(CondBatchNorm(ch, bn_classes))
+            self.refine.append(_RefineStage(ch, depth, bn_classes))
         self.out = nn.ConvTranspose2d(ch, channels, 4, 2, 1)
         dcgan_init(self)
 
@@ -148,15 +160,30 @@ class DCGANGenerator(nn.Module):
         if self.embed is not None:
             z = torch.cat([z, self.embed(y)], dim=1)
         h = self.fc(z).view(z.shape[0], -1, self.start, self.start)
-        h = F.relu(self.norms[0](h, y))
-        for up, norm in zip(self.ups, self.norms[1:]):
-            h = F.relu(norm(up(h), y))
+        h = self.refine[0](F.relu(self.norms[0](h, y)), y)
+        for up, norm, refine in zip(self.ups, self.norms[1:], self.refine[1:]):
+            h = refine(F.relu(norm(up(h), y)), y)
         return torch.tanh(self.out(h))
+
+
+class _RefineStage(nn.Module):
+    """``depth`` × (3×3 conv, conditional BN, ReLU) at one resolution of the generator; empty
+    (identity, no parameters) at depth 0."""
+
+    def __init__(self, channels: int, depth: int, num_classes: int):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv2d(channels, channels, 3, 1, 1, bias=False) for _ in range(depth)])
+        self.norms = nn.ModuleList([CondBatchNorm(channels, num_classes) for _ in range(depth)])
+
+    def forward(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        for conv, norm in zip(self.convs, self.norms):
+            h = F.relu(norm(conv(h), y))
+        return h
 
 
 class DCGANDiscriminator(nn.Module):
     def __init__(self, size: int = 28, channels: int = 1, width: int = 64, num_classes: int = 0,
-                 cond: str = "projection", spectral_norm: bool = True, codes: int = 0):
+                 cond: str = "projection", spectral_norm: bool = True, codes: int = 0, depth: int = 0):
         super().__init__()
         if cond not in ("projection", "concat"):
             raise ValueError(f"discriminator conditioning must be projection or concat, got {cond!r}")
@@ -167,8 +194,13 @@ class DCGANDiscriminator(nn.Module):
         convs = []
         for i in range(downs):
             out = width * 2**i
+            for _ in range(depth):  # 3×3 convolutions at this resolution, then the stride-2 one
+                convs.append(sn(nn.Conv2d(ch, out, 3, 1, 1)))
+                ch = out
             convs.append(sn(nn.Conv2d(ch, out, 4, 2, 1)))
             ch = out
+        for _ in range(depth):  # and at the last resolution
+            convs.append(sn(nn.Conv2d(ch, ch, 3, 1, 1)))
         self.convs = nn.ModuleList(convs)
         features = ch * start * start
         self.head = sn(nn.Linear(features, 1))

@@ -177,11 +177,14 @@ def train_gan(args) -> Path:
     torch.manual_seed(args.seed + rank)
     out = Path(args.out)
     loss, conditional, sn, codes = args.loss, args.conditional, args.spectral_norm, args.latent_codes
+    width, g_depth, d_depth = args.width, args.g_depth, args.d_depth
     ckpt = out / "checkpoint.pt"
     if args.resume and ckpt.exists():  # the run's own settings win over the command line's
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        loss, conditional = state["loss"], state["config"]["num_classes"] > 0
-        sn, codes = state["config"]["spectral_norm"], state["config"].get("latent_codes", 0)
+        saved = state["config"]
+        loss, conditional = state["loss"], saved["num_classes"] > 0
+        sn, codes = saved["spectral_norm"], saved.get("latent_codes", 0)
+        width, g_depth, d_depth = saved["width"], saved.get("g_depth", 0), saved.get("d_depth", 0)
     if codes and conditional:
         raise UserError("--latent-codes is for unconditional models; drop --conditional")
     if codes and loss not in ("ns", "hinge", "lsgan"):
@@ -192,9 +195,12 @@ def train_gan(args) -> Path:
     data = open_training_data(args.data, args.size, args.batch_size * n_critic, seed=args.seed + rank)
     if conditional and not data.has_labels:
         raise UserError("--conditional needs labelled data (mnist:DIR); an image folder has no classes")
-    config = GANConfig(size=data.size, channels=data.channels, nz=args.nz, width=args.width,
-                       num_classes=10 if conditional else 0, latent_codes=codes, spectral_norm=sn,
-                       began=loss == "began")
+    try:
+        config = GANConfig(size=data.size, channels=data.channels, nz=args.nz, width=width,
+                           num_classes=10 if conditional else 0, latent_codes=codes, spectral_norm=sn,
+                           began=loss == "began", g_depth=g_depth, d_depth=d_depth)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     evaluator = None
     folder = mnist_folder(args.data) if is_mnist_spec(args.data) else None
     if args.eval_every and folder is not None and data.size == 28:
