@@ -12,9 +12,13 @@ difference).
   command calls it).
 * :func:`reuse_large_buffers` is what ``Codec.compress`` / ``decompress`` use, so a program
   using the library gets the command's speed without keeping the memory: the setting holds
-  only while a call runs (nested and concurrent calls share one scope), and when the last
-  call ends glibc's default values come back and the freed memory is returned to the system
-  (``malloc_trim``). One trace remains: glibc stops moving its mmap threshold on its own once
+  while calls run (nested and concurrent calls share one scope), and once no call has run for
+  :data:`RELEASE_AFTER_S` seconds glibc's default values come back and the freed memory is
+  returned to the system (``malloc_trim``). The delay is jemalloc's idea (freed pages decay
+  instead of going back at once): a program that codes images in a loop keeps its buffers
+  from one call to the next instead of page-faulting them in again every call (that cost the
+  library 1.2× the command's time), and a program that makes one call gets its memory back a
+  second later. :func:`release_memory` gives it back at once. One trace remains: glibc stops moving its mmap threshold on its own once
   a value was set, so it stays where it was (128 KiB unless the program had raised it).
   It stays out of the way where the host has a say: after
   :func:`tune_allocator`, when ``MALLOC_*`` / ``GLIBC_TUNABLES`` malloc settings are in the
@@ -46,11 +50,15 @@ LARGE_IMAGE_PIXELS = 8_000_000
 _GLIBC_MMAP_MAX = 65536  # glibc's defaults (malloc.c: DEFAULT_MMAP_MAX, DEFAULT_TRIM_THRESHOLD)
 _GLIBC_TRIM_THRESHOLD = 128 * 1024
 
+#: idle seconds after the last library call before the heap setting is undone and memory returned
+RELEASE_AFTER_S = 1.0
+
 _lock = threading.Lock()
 _process_tuned = False
 _scope_depth = 0
 _scope_applied = False
 _large_depth = 0
+_release_timer: threading.Timer | None = None
 
 
 @functools.cache
@@ -127,6 +135,8 @@ def reuse_large_buffers(pixels: int = 0) -> Iterator[None]:
         return
     with _lock:
         _scope_depth += 1
+        _cancel_release()  # a call within the delay finds the previous call's buffers still there
+        # (re)applied on every outermost entry: a large image's call in between changes the setting
         if _scope_depth == 1 and not _process_tuned and not _host_has_a_say():
             libc = _libc()
             _scope_applied = libc is not None and _keep_freed_blocks(libc)
@@ -136,8 +146,49 @@ def reuse_large_buffers(pixels: int = 0) -> Iterator[None]:
         with _lock:
             _scope_depth -= 1
             if _scope_depth == 0 and _scope_applied:
-                libc = _libc()
-                libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
-                libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_TRIM_THRESHOLD)
-                libc.malloc_trim(0)  # the memory the call used goes back to the system
-                _scope_applied = False
+                _schedule_release()
+
+
+def release_memory() -> None:
+    """Undo the library's heap setting now and return the memory its calls freed to the system
+    (what otherwise happens :data:`RELEASE_AFTER_S` seconds after the last call). No effect while a
+    call runs, or on a process tuned with :func:`tune_allocator`."""
+    with _lock:
+        _cancel_release()
+        if _scope_depth == 0 and _scope_applied:
+            _release_locked()
+
+
+def _cancel_release() -> None:
+    global _release_timer
+    if _release_timer is not None:
+        _release_timer.cancel()
+        _release_timer = None
+
+
+def _schedule_release() -> None:
+    global _release_timer
+    _cancel_release()
+    if RELEASE_AFTER_S <= 0:
+        _release_locked()
+        return
+    _release_timer = threading.Timer(RELEASE_AFTER_S, _release_if_idle)
+    _release_timer.daemon = True  # never keeps the interpreter alive
+    _release_timer.start()
+
+
+def _release_if_idle() -> None:
+    with _lock:
+        if _scope_depth == 0 and _scope_applied:  # a call that started meanwhile keeps the setting
+            _release_locked()
+
+
+def _release_locked() -> None:
+    """glibc's defaults back and the freed memory returned (the caller holds ``_lock``)."""
+    global _scope_applied, _release_timer
+    libc = _libc()
+    libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
+    libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_TRIM_THRESHOLD)
+    libc.malloc_trim(0)  # the memory the calls used goes back to the system
+    _scope_applied = False
+    _release_timer = None

@@ -234,7 +234,10 @@ class Codec:
     # Nothing of the latent's size is held in float64: the hyper-synthesis runs on bands (for the
     # scale indices) and again on each synthesis tile's window (for the means). It is integer
     # arithmetic, so a window with ``hyper_margin`` z units of context is exactly the whole run's.
-    hyper_band = 8  # z rows (32 latent rows) per band when the scale indices are made
+    # Bands are cut into column windows too, so their float64 temporaries (the context model's
+    # 1×1 layers are 480 channels wide) are bounded by the window, not the image's width.
+    hyper_band = 8  # z rows (32 latent rows) per window when the scale indices are made
+    hyper_cols = 32  # z columns (128 latent columns) per window
     hyper_margin = 2  # z units of context: two stride-2 deconvolutions and a 3×3 convolution
     hyper_analysis_tile = 256  # latent units per tile of the (float) hyper-analysis
     hyper_analysis_margin = 16  # latent units; its receptive field is 13
@@ -287,16 +290,21 @@ class Codec:
         shape = (1, self.config.latent_channels, 4 * hz, 4 * wz)
         out = np.empty(shape, dtype=np.uint8)
         means = torch.empty(shape, dtype=torch.float64) if keep_means else None
-        for r0 in range(0, hz, self.hyper_band):
-            a0, a1 = 4 * r0, 4 * min(hz, r0 + self.hyper_band)
+        for a0, a1, b0, b1 in self._windows(hz, wz):
             if symbols is None:
-                band_means, idx = self._hyper_window(z_int, a0, a1, 0, 4 * wz)
+                window_means, idx = self._hyper_window(z_int, a0, a1, b0, b1)
             else:
-                band_means, idx = self._params_window(z_int, symbols, a0, a1, 0, 4 * wz)
-            out[..., a0:a1, :] = idx.numpy()
+                window_means, idx = self._params_window(z_int, symbols, a0, a1, b0, b1)
+            out[..., a0:a1, b0:b1] = idx.numpy()
             if means is not None:
-                means[..., a0:a1, :] = band_means
+                means[..., a0:a1, b0:b1] = window_means
         return out, means
+
+    def _windows(self, hz: int, wz: int):
+        """Latent windows (a0, a1, b0, b1) covering a latent of hz × wz z units, row by row."""
+        for r0 in range(0, hz, self.hyper_band):
+            for c0 in range(0, wz, self.hyper_cols):
+                yield 4 * r0, 4 * min(hz, r0 + self.hyper_band), 4 * c0, 4 * min(wz, c0 + self.hyper_cols)
 
     # -- encoder ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -324,18 +332,17 @@ class Codec:
         # Pass 1 codes every position with the hyperprior; with a context model it is kept only at
         # the anchors, and pass 2 recodes the rest with the parameters the anchors give them.
         for context_pass in ((False, True) if self.context is not None else (False,)):
-            for r0 in range(0, hz, self.hyper_band):  # bands of rows: no float64 copy of the whole latent
-                a0, a1 = 4 * r0, 4 * min(hz, r0 + self.hyper_band)
+            for a0, a1, b0, b1 in self._windows(hz, wz):  # no float64 copy of the whole latent
                 if context_pass:
-                    means, idx = self._params_window(z_int, symbols, a0, a1, 0, 4 * wz)
+                    means, idx = self._params_window(z_int, symbols, a0, a1, b0, b1)
                 else:
-                    means, idx = self._hyper_window(z_int, a0, a1, 0, 4 * wz)
-                band = torch.round(y[..., a0:a1, :].double() * gain - means)
-                if band.numel() and band.abs().max() >= 2**31:
+                    means, idx = self._hyper_window(z_int, a0, a1, b0, b1)
+                q = torch.round(y[..., a0:a1, b0:b1].double() * gain - means)
+                if q.numel() and q.abs().max() >= 2**31:
                     raise UserError("image gives latent values beyond what the format can store")
-                keep = slice(None) if not context_pass else ~anchor_mask(a1 - a0, 4 * wz, a0, 0)
-                symbols[..., a0:a1, :][..., keep] = band.numpy()[..., keep]
-                indices[..., a0:a1, :][..., keep] = idx.numpy()[..., keep]
+                keep = slice(None) if not context_pass else ~anchor_mask(a1 - a0, b1 - b0, a0, b0)
+                symbols[..., a0:a1, b0:b1][..., keep] = q.numpy()[..., keep]
+                indices[..., a0:a1, b0:b1][..., keep] = idx.numpy()[..., keep]
         z_stream, z_esc = coder.encode(z_int.long().numpy(), self._z_indices(z_int.shape), self.z_tables)
         if self.context is None:
             return [z_stream, z_esc, *coder.encode(symbols, indices, self.y_tables)]

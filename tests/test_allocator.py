@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from gancodec import allocator
 
 def test_scope_is_nested_and_undone(tiny_codec, monkeypatch):
     monkeypatch.setattr(allocator, "_process_tuned", False)
+    monkeypatch.setattr(allocator, "RELEASE_AFTER_S", 0)  # undone as the last call ends
     monkeypatch.delenv("GANCODEC_ALLOCATOR", raising=False)
     seen = []
     real = allocator._keep_freed_blocks
@@ -22,6 +24,38 @@ def test_scope_is_nested_and_undone(tiny_codec, monkeypatch):
         tiny_codec.decompress(data)
     assert allocator._scope_depth == 0 and not allocator._scope_applied
     assert len(seen) == (1 if allocator._libc() is not None else 0)  # applied once, for the outer scope
+
+
+def test_memory_goes_back_once_calls_stop(tiny_codec, monkeypatch):
+    """Calls in a row keep the setting (and their buffers) from one to the next; the memory goes
+    back RELEASE_AFTER_S after the last one, or at once with release_memory()."""
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, option, value):
+            calls.append((option, value))
+            return 1
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+            return 1
+
+    monkeypatch.setattr(allocator, "_libc", lambda: FakeLibc())
+    monkeypatch.setattr(allocator, "_process_tuned", False)
+    monkeypatch.delenv("GANCODEC_ALLOCATOR", raising=False)
+    monkeypatch.setattr(allocator, "RELEASE_AFTER_S", 60)
+    data = tiny_codec.compress(np.zeros((20, 20, 3), np.uint8), quality=1)
+    tiny_codec.decompress(data)
+    assert allocator._scope_applied and ("trim", 0) not in calls  # kept between the calls
+    allocator.release_memory()
+    assert not allocator._scope_applied and calls[-1] == ("trim", 0) and allocator._release_timer is None
+    monkeypatch.setattr(allocator, "RELEASE_AFTER_S", 0.05)
+    calls.clear()
+    tiny_codec.decompress(data)
+    deadline = time.monotonic() + 10
+    while allocator._scope_applied and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not allocator._scope_applied and calls[-1] == ("trim", 0)
 
 
 def test_host_settings_are_left_alone(monkeypatch):

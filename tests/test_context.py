@@ -97,6 +97,7 @@ def test_context_bands_and_tiles_change_no_byte(context_codec, photo, monkeypatc
     data = context_codec.compress(photo, quality=3)
     pixels = context_codec.decompress(data)
     monkeypatch.setattr(context_codec, "hyper_band", 1)
+    monkeypatch.setattr(context_codec, "hyper_cols", 1)  # column windows too
     monkeypatch.setattr(context_codec, "tile", 4)
     monkeypatch.setattr(context_codec, "tail_tile", 4)
     assert context_codec.compress(photo, quality=3) == data
