@@ -18,9 +18,9 @@ difference).
   instead of going back at once): a program that codes images in a loop keeps its buffers
   from one call to the next instead of page-faulting them in again every call (that cost the
   library 1.2× the command's time), and a program that makes one call gets its memory back a
-  second later. :func:`release_memory` gives it back at once. One trace remains: glibc stops moving its mmap threshold on its own once
-  a value was set, so it stays where it was (128 KiB unless the program had raised it).
-  It stays out of the way where the host has a say: after
+  second later. :func:`release_memory` gives it back at once. One trace remains: glibc stops
+  moving its mmap threshold on its own once a value was set, so it stays where it was (128 KiB
+  unless the program had raised it). It stays out of the way where the host has a say: after
   :func:`tune_allocator`, when ``MALLOC_*`` / ``GLIBC_TUNABLES`` malloc settings are in the
   environment, with ``GANCODEC_ALLOCATOR=off``, and on anything but glibc.
 * **Large images** (``pixels`` above :data:`LARGE_IMAGE_PIXELS`) are the exception, even in a

@@ -24,6 +24,7 @@ import io
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -553,31 +554,68 @@ class Codec:
         The metadata streams (ICC profile, EXIF) are read with :func:`read_metadata`.
         ``progress`` shows a bar on stderr when decoding takes more than a few seconds.
         ``realism`` (0..1) blends the MSE and GAN decoders instead of picking one."""
+        out: np.ndarray | None = None
+
+        def keep(r0: int, rows: np.ndarray) -> None:
+            nonlocal out
+            if out is None:
+                out = np.empty((h.height, *rows.shape[1:]), dtype=np.uint8)
+            out[r0 : r0 + rows.shape[0]] = rows
+
+        h = Container.from_bytes(data).header
+        self.decompress_rows(data, keep, decoder, exact, max_pixels=max_pixels, progress=progress, realism=realism)
+        return out[..., 0] if out.shape[2] == 1 else out
+
+    def decompress_rows(
+        self, data: bytes, write: Callable[[int, np.ndarray], None], decoder: str = "mse", exact: bool = True, *,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: bool = False, realism: float | None = None,
+    ) -> Header:
+        """:meth:`decompress`, handing the image to ``write(first_row, rows)`` in bands of whole
+        rows, top to bottom, instead of making it whole: ``rows`` is uint8 (n, W, C) with C as
+        :meth:`decompress`'s channels (1 for grey), and is reused once ``write`` returns. With a
+        streaming writer (:class:`gancodec.pngstream.PngWriter`) the decoded image never exists
+        whole. Returns the file's header."""
         container = Container.from_bytes(data)
         h = container.header
         self._check_container(container, max_pixels)
         self._check_decoder(decoder, realism)  # before the entropy decoding, not after
         alpha = self._decode_alpha(container) if h.mode.has_alpha else None  # cheap checks first
         grey = h.mode.is_grey
-        out = np.empty((h.height, h.width, (1 if grey else 3) + (alpha is not None)), dtype=np.uint8)
+        # The synthesis makes its head tiles in row-major order, each ``16 * tile`` pixel rows high:
+        # a band of that height is complete when the next band's first tile arrives.
+        band_rows = 16 * self.tile
+        band = np.empty((min(band_rows, h.height), h.width, (1 if grey else 3) + (alpha is not None)), dtype=np.uint8)
+        start = 0  # first image row of the band being filled
+
+        def flush(end: int) -> None:
+            nonlocal start
+            n = end - start
+            if alpha is not None:
+                band[:n, :, -1] = alpha[start:end]
+            write(start, band[:n])
+            start = end
 
         def store(r0: int, r1: int, c0: int, c1: int, tile: torch.Tensor) -> None:
             r1, c1 = min(r1, h.height), min(c1, h.width)  # the padding beyond the image is dropped
             if r0 >= r1 or c0 >= c1:
                 return
+            if r0 >= start + band_rows:
+                flush(start + band_rows)
+            if not start <= r0 < r1 <= start + band_rows:
+                raise RuntimeError("synthesis tiles arrived out of band order")  # a bug, not a bad file
             rgb = tile[0, :, : r1 - r0, : c1 - c0].permute(1, 2, 0).numpy()
             if grey:
-                out[r0:r1, c0:c1, 0] = np.round(rgb.astype(np.float32).mean(axis=2))
+                band[r0 - start : r1 - start, c0:c1, 0] = np.round(rgb.astype(np.float32).mean(axis=2))
             else:
-                out[r0:r1, c0:c1, :3] = rgb
+                band[r0 - start : r1 - start, c0:c1, :3] = rgb
 
         with reuse_large_buffers(h.height * h.width):
             window, size = self._latent_source(container)
             self.synthesise(window, decoder, exact, to_uint8=True, size=size, sink=store, progress=progress,
                             realism=realism)
-        if alpha is not None:
-            out[..., -1] = alpha
-        return out[..., 0] if out.shape[2] == 1 else out
+        if start < h.height:
+            flush(h.height)
+        return h
 
     @staticmethod
     def _decode_alpha(container: Container) -> np.ndarray:
