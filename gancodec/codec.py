@@ -428,7 +428,7 @@ class Codec:
     @torch.no_grad()
     def _latent_source(self, container: Container) -> tuple[Source, tuple[int, int]]:
         """Entropy-decode a file's latent; returns a function giving any window of ŷ (float64,
-        exact) and the latent's size. Only the integer symbols (int32) are held whole."""
+        exact) and the latent's size. Only the integer symbols (int16 where they fit) are held whole."""
         h = container.header
         z_stream, z_esc = container.streams[:2]
         hp, wp = -(-h.height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-h.width // PAD_MULTIPLE) * PAD_MULTIPLE
@@ -442,14 +442,14 @@ class Codec:
         keep = self.config.latent_channels * 16 * z_t.shape[-2] * z_t.shape[-1] <= self.keep_means_elements
         if self.context is None:
             indices, all_means = self._scale_indices(z_t, keep_means=keep)
-            symbols = coder.decode(*container.streams[2:4], indices, self.y_tables)
+            symbols = _narrowed(coder.decode(*container.streams[2:4], indices, self.y_tables))
         else:  # anchors first; their symbols then give the rest their tables
             anchors = anchor_mask(4 * z_t.shape[-2], 4 * z_t.shape[-1])
-            symbols = np.zeros((1, self.config.latent_channels, *anchors.shape), dtype=np.int32)
+            symbols = np.zeros((1, self.config.latent_channels, *anchors.shape), dtype=np.int16)
             reader = coder.StreamDecoder(*container.streams[2:4], self.y_tables)
-            symbols[..., anchors] = reader.decode(self._scale_indices(z_t)[0][..., anchors])
+            symbols = _put(symbols, anchors, reader.decode(self._scale_indices(z_t)[0][..., anchors]))
             indices, all_means = self._scale_indices(z_t, symbols, keep_means=keep)
-            symbols[..., ~anchors] = reader.decode(indices[..., ~anchors])
+            symbols = _put(symbols, ~anchors, reader.decode(indices[..., ~anchors]))
             reader.finish()
         del indices
         _, inv_gain = self._gains(h.quality_milli)
@@ -634,6 +634,28 @@ class Codec:
             raise
         except Exception:  # noqa: BLE001 - Pillow raises many types on damaged data; all mean one thing
             raise CorruptFileError("alpha stream is damaged") from None
+
+
+# The decoder holds the whole latent as symbols, in int16 while they fit (always, for a real
+# photo: they are quantised residuals of a few units) and int32 otherwise (a forged file's escape
+# values): 1.25 bytes a pixel instead of 2.5, the part of a decode's memory that grows with the image.
+_INT16 = np.iinfo(np.int16)
+
+
+def _fits_int16(values: np.ndarray) -> bool:
+    return not values.size or (int(values.min()) >= _INT16.min and int(values.max()) <= _INT16.max)
+
+
+def _narrowed(symbols: np.ndarray) -> np.ndarray:
+    return symbols.astype(np.int16) if _fits_int16(symbols) else symbols
+
+
+def _put(symbols: np.ndarray, where: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``symbols[..., where] = values``, widened to int32 first if the values need it."""
+    if symbols.dtype == np.int16 and not _fits_int16(values):
+        symbols = symbols.astype(np.int32)
+    symbols[..., where] = values
+    return symbols
 
 
 def read_metadata(data: bytes) -> dict[str, bytes]:

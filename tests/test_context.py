@@ -167,3 +167,36 @@ def test_fuzzing_the_two_pass_decoder_finds_nothing(context_codec):
     result = fuzz([context_codec], cases=400, seed=2)
     assert result["bugs"] == [], result["bugs"][:5]
     assert result["outcomes"].get("decoded", 0) > 10 and result["outcomes"].get("refused", 0) > 100
+
+
+@pytest.mark.parametrize("which", ["context", "plain"])
+def test_symbols_beyond_int16_widen_instead_of_wrapping(context_codec, tiny_codec, photo, monkeypatch, which):
+    """The decoder keeps symbols in int16 while they fit; a latent with larger values (here an
+    analysis scaled ×3,000,000, as a forged file's escapes could be) is held in int32 and decodes
+    to exactly the symbols the all-int32 decoder reads."""
+    from gancodec import codec as codec_module
+    from gancodec.bitstream import Container
+
+    codec = context_codec if which == "context" else tiny_codec
+    normal = codec.compress(photo[:64, :64], quality=1)
+    real = type(codec).analyse
+    monkeypatch.setattr(type(codec), "analyse", lambda self, rgb, progress=False: real(self, rgb) * 3_000_000)
+    large = codec.compress(photo[:64, :64], quality=1)
+    kept = []  # the arrays the decoder holds the symbols in
+
+    def spy(f):
+        def wrapped(*args):
+            kept.append(f(*args))
+            return kept[-1]
+        return wrapped
+
+    for name in ("_put", "_narrowed"):
+        monkeypatch.setattr(codec_module, name, spy(getattr(codec_module, name)))
+    for data, dtype in ((large, np.int32), (normal, np.int16)):
+        latent = codec.decode_latent(Container.from_bytes(data))
+        assert kept[-1].dtype == dtype
+        assert (np.abs(kept[-1]).max() > 2**15) == (dtype == np.int32)  # the test reaches the widening
+        with monkeypatch.context() as m:
+            m.setattr(codec_module, "_fits_int16", lambda values: False)  # the all-int32 decoder
+            assert torch.equal(codec.decode_latent(Container.from_bytes(data)), latent)
+            assert kept[-1].dtype == np.int32
