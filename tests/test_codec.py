@@ -263,3 +263,20 @@ def test_files_written_before_metadata_streams_decode_bit_exactly():
         assert hashlib.sha256(codec.decompress(data, decoder=decoder).tobytes()).hexdigest() == digest, key
     if not checked:
         pytest.skip("the shipped hific-lite weights are not the ones these files were made with")
+
+
+def test_large_images_analyse_in_smaller_tiles(tiny_codec, photo, monkeypatch):
+    """Above LARGE_IMAGE_PIXELS the analysis runs in smaller tiles (less memory); with its margin
+    covering the receptive field the latent is the same, up to float rounding."""
+    from gancodec import codec as codec_module
+
+    img = np.tile(photo, (2, 2, 1))[:300, :280]
+    whole = tiny_codec.analyse(img)
+    monkeypatch.setattr(codec_module, "LARGE_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(type(tiny_codec), "large_analysis_tile", 5)
+    tiles = []
+    real = codec_module.run_tiled
+    monkeypatch.setattr(codec_module, "run_tiled", lambda *a, **k: tiles.append(a[3]) or real(*a, **k))
+    tiled = tiny_codec.analyse(img)
+    assert tiles == [5 * 16]
+    assert torch.allclose(tiled, whole, atol=1e-5, rtol=1e-5)
