@@ -24,7 +24,7 @@ import io
 import json
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -305,7 +305,7 @@ class Codec:
                 means[..., a0:a1, b0:b1] = window_means
         return out, means
 
-    def _windows(self, hz: int, wz: int):
+    def _windows(self, hz: int, wz: int) -> Iterator[tuple[int, int, int, int]]:
         """Latent windows (a0, a1, b0, b1) covering a latent of hz × wz z units, row by row."""
         for r0 in range(0, hz, self.hyper_band):
             for c0 in range(0, wz, self.hyper_cols):
