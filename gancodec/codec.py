@@ -43,7 +43,7 @@ from .imageio import apply_orientation, has_alpha, is_greyscale, open_image, to_
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite
 from .models.integer import ExactSynthesis, IntegerContext, IntegerHyperSynthesis, upsampling_start
-from .tiling import Sink, Source, run_tiled, run_tiled_two_stage, uint8_source
+from .tiling import Sink, Source, progress_bar, run_tiled, run_tiled_two_stage, uint8_source
 from .zoo import weights_hash
 
 PAD_MULTIPLE = 64  # stride of z
@@ -286,7 +286,8 @@ class Codec:
     keep_means_elements = 1 << 22
 
     def _scale_indices(
-        self, z_int: torch.Tensor, symbols: np.ndarray | None = None, keep_means: bool = False
+        self, z_int: torch.Tensor, symbols: np.ndarray | None = None, keep_means: bool = False,
+        progress: bool = False,
     ) -> tuple[np.ndarray, torch.Tensor | None]:
         """The scale index of every latent element (uint8: the tables number at most 256); with
         a context model the non-anchors' need the anchor ``symbols``. With ``keep_means`` the
@@ -295,7 +296,7 @@ class Codec:
         shape = (1, self.config.latent_channels, 4 * hz, 4 * wz)
         out = np.empty(shape, dtype=np.uint8)
         means = torch.empty(shape, dtype=torch.float64) if keep_means else None
-        for a0, a1, b0, b1 in self._windows(hz, wz):
+        for a0, a1, b0, b1 in self._windows(hz, wz, progress):
             if symbols is None:
                 window_means, idx = self._hyper_window(z_int, a0, a1, b0, b1)
             else:
@@ -305,11 +306,15 @@ class Codec:
                 means[..., a0:a1, b0:b1] = window_means
         return out, means
 
-    def _windows(self, hz: int, wz: int) -> Iterator[tuple[int, int, int, int]]:
+    def _windows(self, hz: int, wz: int, progress: bool = False,
+                 desc: str = "entropy model") -> Iterator[tuple[int, int, int, int]]:
         """Latent windows (a0, a1, b0, b1) covering a latent of hz × wz z units, row by row."""
-        for r0 in range(0, hz, self.hyper_band):
-            for c0 in range(0, wz, self.hyper_cols):
-                yield 4 * r0, 4 * min(hz, r0 + self.hyper_band), 4 * c0, 4 * min(wz, c0 + self.hyper_cols)
+        rows, cols = range(0, hz, self.hyper_band), range(0, wz, self.hyper_cols)
+        with progress_bar(len(rows) * len(cols), progress, desc, unit="window") as bar:
+            for r0 in rows:
+                for c0 in cols:
+                    yield 4 * r0, 4 * min(hz, r0 + self.hyper_band), 4 * c0, 4 * min(wz, c0 + self.hyper_cols)
+                    bar.update()
 
     # -- encoder ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -323,7 +328,7 @@ class Codec:
                          size=(hp, wp), progress=progress, desc="analysis")
 
     @torch.no_grad()
-    def _code_latent(self, y: torch.Tensor, quality_milli: int) -> list[bytes]:
+    def _code_latent(self, y: torch.Tensor, quality_milli: int, progress: bool = False) -> list[bytes]:
         gain, _ = self._gains(quality_milli)
 
         def scaled(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
@@ -338,7 +343,7 @@ class Codec:
         # Pass 1 codes every position with the hyperprior; with a context model it is kept only at
         # the anchors, and pass 2 recodes the rest with the parameters the anchors give them.
         for context_pass in ((False, True) if self.context is not None else (False,)):
-            for a0, a1, b0, b1 in self._windows(hz, wz):  # no float64 copy of the whole latent
+            for a0, a1, b0, b1 in self._windows(hz, wz, progress):  # no float64 copy of the whole latent
                 if context_pass:
                     means, idx = self._params_window(z_int, symbols, a0, a1, b0, b1)
                 else:
@@ -385,7 +390,7 @@ class Codec:
             img.release_pixels()  # from here on the latent stands for the image
             if target_bpp is None:
                 q = self._check_quality(3.0 if quality is None else quality)
-                return self._container(img, q, self._code_latent(y, q))
+                return self._container(img, q, self._code_latent(y, q, progress))
             return self._search_bpp(img, y, target_bpp)
 
     def _search_bpp(self, img: PreparedImage, y: torch.Tensor, target_bpp: float) -> bytes:
@@ -431,7 +436,7 @@ class Codec:
             raise ModelMismatchError("file has an unexpected number of streams")
 
     @torch.no_grad()
-    def _latent_source(self, container: Container) -> tuple[Source, tuple[int, int]]:
+    def _latent_source(self, container: Container, progress: bool = False) -> tuple[Source, tuple[int, int]]:
         """Entropy-decode a file's latent; returns a function giving any window of ŷ (float64,
         exact) and the latent's size. Only the integer symbols (int16 where they fit) are held whole."""
         h = container.header
@@ -446,14 +451,16 @@ class Codec:
         z_t = torch.from_numpy(z_int).double()
         keep = self.config.latent_channels * 16 * z_t.shape[-2] * z_t.shape[-1] <= self.keep_means_elements
         if self.context is None:
-            indices, all_means = self._scale_indices(z_t, keep_means=keep)
+            indices, all_means = self._scale_indices(z_t, keep_means=keep, progress=progress)
             symbols = _narrowed(coder.decode(*container.streams[2:4], indices, self.y_tables))
         else:  # anchors first; their symbols then give the rest their tables
             anchors = anchor_mask(4 * z_t.shape[-2], 4 * z_t.shape[-1])
             symbols = np.zeros((1, self.config.latent_channels, *anchors.shape), dtype=np.int16)
             reader = coder.StreamDecoder(*container.streams[2:4], self.y_tables)
-            symbols = _put(symbols, anchors, reader.decode(self._scale_indices(z_t)[0][..., anchors]))
-            indices, all_means = self._scale_indices(z_t, symbols, keep_means=keep)
+            anchor_indices = self._scale_indices(z_t, progress=progress)[0][..., anchors]
+            symbols = _put(symbols, anchors, reader.decode(anchor_indices))
+            del anchor_indices
+            indices, all_means = self._scale_indices(z_t, symbols, keep_means=keep, progress=progress)
             symbols = _put(symbols, ~anchors, reader.decode(indices[..., ~anchors]))
             reader.finish()
         del indices
@@ -615,7 +622,7 @@ class Codec:
                 band[r0 - start : r1 - start, c0:c1, :3] = rgb
 
         with reuse_large_buffers(h.height * h.width):
-            window, size = self._latent_source(container)
+            window, size = self._latent_source(container, progress)
             self.synthesise(window, decoder, exact, to_uint8=True, size=size, sink=store, progress=progress,
                             realism=realism)
         if start < h.height:

@@ -68,11 +68,12 @@ class _Collect:
         self.out[..., r0:r1, c0:c1] = t
 
 
-def _bar(total: int, progress: bool, desc: str):
+def progress_bar(total: int, progress: bool, desc: str, unit: str = "tile"):
+    """A tqdm bar on stderr for ``total`` steps, shown only if ``progress`` and the work takes more than 2 s."""
     from tqdm import tqdm
 
     # delay: the bar appears only once the work has taken a few seconds (large images)
-    return tqdm(total=total, desc=desc, unit="tile", delay=2.0, disable=not progress or total < 2,
+    return tqdm(total=total, desc=desc, unit=unit, delay=2.0, disable=not progress or total < 2,
                 leave=False, dynamic_ncols=True)
 
 
@@ -98,7 +99,7 @@ def run_tiled(
     collect = _Collect(_scaled(h, scale), _scaled(w, scale)) if sink is None else None
     put = sink or collect
     grid = tile_grid(h, w, tile)
-    with _bar(len(grid), progress, desc) as bar:
+    with progress_bar(len(grid), progress, desc) as bar:
         for r0, r1, c0, c1 in grid:
             a0, a1 = max(0, r0 - margin), min(h, r1 + margin)
             b0, b1 = max(0, c0 - margin), min(w, c1 + margin)
@@ -124,7 +125,7 @@ def run_tiled_two_stage(
     collect = _Collect(scale * h, scale * w) if sink is None else None
     put = sink or collect
     grid = tile_grid(h, w, tile)
-    with _bar(len(grid), progress, desc) as bar:
+    with progress_bar(len(grid), progress, desc) as bar:
         for r0, r1, c0, c1 in grid:
             g0, g1 = max(0, r0 - tail_margin), min(h, r1 + tail_margin)
             k0, k1 = max(0, c0 - tail_margin), min(w, c1 + tail_margin)
