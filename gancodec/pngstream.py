@@ -22,6 +22,7 @@ import numpy as np
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels → PNG colour type (grey, grey+alpha, RGB, RGBA)
 _IDAT_BYTES = 1 << 18  # compressed bytes per IDAT chunk
+_FILTER_ROWS = 16  # rows filtered at once
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -83,10 +84,11 @@ class PngWriter:
             raise ValueError(f"rows must be uint8 (n, {self.width}, {self.channels}), got {rows.dtype} {rows.shape}")
         if self.rows_written + rows.shape[0] > self.height:
             raise ValueError("more rows than the image has")
-        if not rows.shape[0]:
-            return
-        self._emit(self._deflate.compress(paeth_filter(rows, self._previous).tobytes()))
-        self._previous = rows[-1].copy()
+        # a few rows at a time: the filter's int16 temporaries are ~20 bytes a pixel
+        for r in range(0, rows.shape[0], _FILTER_ROWS):
+            part = rows[r : r + _FILTER_ROWS]
+            self._emit(self._deflate.compress(paeth_filter(part, self._previous).tobytes()))
+            self._previous = part[-1].copy()
         self.rows_written += rows.shape[0]
 
     def close(self) -> None:
