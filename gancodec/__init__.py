@@ -24,8 +24,8 @@ from .zoo import available_models, load_enhancer, load_generator, load_inpainter
 
 __version__ = "0.1.0"
 __all__ = [
-    "compress", "decompress", "restore", "upscale", "generate", "load_model", "load_enhancer", "load_generator",
-    "available_models", "inpaint", "load_inpainter",
+    "compress", "decompress", "decompress_to_file", "restore", "upscale", "generate", "load_model",
+    "load_enhancer", "load_generator", "available_models", "inpaint", "load_inpainter",
     "UserError", "CorruptFileError", "ModelMismatchError", "__version__",
 ]
 
@@ -72,6 +72,18 @@ def decompress(
     codec = load_model_for_file(data) if model is None else _model(model)
     return codec.decompress(data, decoder=decoder, exact=exact, max_pixels=max_pixels, progress=progress,
                             realism=realism)
+
+
+def decompress_to_file(
+    data: bytes, path, *, decoder: str = "mse", model=None, exact: bool = True,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: bool = False, realism: float | None = None,
+) -> None:
+    """:func:`decompress` straight into an image file (format from the suffix, ICC profile and
+    EXIF attached, written atomically). A ``.png`` is written band by band as it is decoded, so
+    the decoded image is never whole in memory: the way to decode very large files."""
+    codec = load_model_for_file(data) if model is None else _model(model)
+    codec.decompress_to_file(data, path, decoder=decoder, exact=exact, max_pixels=max_pixels, progress=progress,
+                             realism=realism)
 
 
 def _enhancer(model, default: str, kind: str, scale: int | None = None):

@@ -94,32 +94,12 @@ def compress_one(src: Path, dst: Path, options: dict) -> int:
 
 
 def decompress_one(src: Path, dst: Path, options: dict) -> int:
-    from .codec import read_metadata
-    from .imageio import save_image
-
     data = src.read_bytes()
     model = model_for_file(data, options["model"])
-    how = {"decoder": options["decoder"], "exact": not options["fast"], "max_pixels": options["max_pixels"],
-           "progress": options.get("progress", False), "realism": options.get("realism")}
-    if dst.suffix.lower() == ".png":  # streamed: the decoded image is never whole in memory
-        _decompress_to_png(model, data, dst, how)
-    else:
-        save_image(dst, model.decompress(data, **how), **read_metadata(data))
+    model.decompress_to_file(data, dst, decoder=options["decoder"], exact=not options["fast"],
+                             max_pixels=options["max_pixels"], progress=options.get("progress", False),
+                             realism=options.get("realism"))
     return dst.stat().st_size
-
-
-def _decompress_to_png(model, data: bytes, dst: Path, how: dict) -> None:
-    from .bitstream import Container
-    from .codec import read_metadata
-    from .imageio import atomic_output
-    from .pngstream import PngWriter
-
-    h = Container.from_bytes(data).header
-    channels = (1 if h.mode.is_grey else 3) + h.mode.has_alpha
-    with atomic_output(dst) as fh:
-        png = PngWriter(fh, h.width, h.height, channels, **read_metadata(data))
-        model.decompress_rows(data, lambda _, rows: png.write(rows), **how)
-        png.close()
 
 
 def model_for_file(data: bytes, override: str | None):

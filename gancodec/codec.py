@@ -39,10 +39,11 @@ from .entropy import coder
 from .entropy.coder import TableSet
 from .entropy.context import CONTEXT_KERNEL, anchor_mask
 from .errors import CorruptFileError, ModelMismatchError, UserError
-from .imageio import apply_orientation, has_alpha, is_greyscale, open_image, to_rgb_array
+from .imageio import apply_orientation, atomic_output, has_alpha, is_greyscale, open_image, save_image, to_rgb_array
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite
 from .models.integer import ExactSynthesis, IntegerContext, IntegerHyperSynthesis, upsampling_start
+from .pngstream import PngWriter
 from .tiling import Sink, Source, progress_bar, run_tiled, run_tiled_two_stage, uint8_source
 from .zoo import weights_hash
 
@@ -577,6 +578,25 @@ class Codec:
         h = Container.from_bytes(data).header
         self.decompress_rows(data, keep, decoder, exact, max_pixels=max_pixels, progress=progress, realism=realism)
         return out[..., 0] if out.shape[2] == 1 else out
+
+    def decompress_to_file(
+        self, data: bytes, path: str | Path, decoder: str = "mse", exact: bool = True, *,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: bool = False, realism: float | None = None,
+    ) -> None:
+        """:meth:`decompress` into an image file (format from the suffix) with the file's ICC
+        profile / EXIF attached, written atomically. A ``.png`` is streamed band by band
+        (:mod:`gancodec.pngstream`): the decoded image never exists whole in memory."""
+        path = Path(path)
+        how = {"decoder": decoder, "exact": exact, "max_pixels": max_pixels, "progress": progress, "realism": realism}
+        if path.suffix.lower() != ".png":
+            save_image(path, self.decompress(data, **how), **read_metadata(data))
+            return
+        h = Container.from_bytes(data).header
+        with atomic_output(path) as fh:
+            png = PngWriter(fh, h.width, h.height, (1 if h.mode.is_grey else 3) + h.mode.has_alpha,
+                            **read_metadata(data))
+            self.decompress_rows(data, lambda _, rows: png.write(rows), **how)
+            png.close()
 
     def decompress_rows(
         self, data: bytes, write: Callable[[int, np.ndarray], None], decoder: str = "mse", exact: bool = True, *,

@@ -101,3 +101,38 @@ def test_row_bands_equal_the_whole_decode(tiny_codec, photo, monkeypatch, tmp_pa
     assert main(["decompress", str(gcz), "-o", str(png), "--model", str(tiny_model_dir)]) == 0
     with Image.open(png) as out:
         assert out.mode == kind and np.array_equal(np.asarray(out), whole)
+
+
+def test_decompress_to_file_streams_png_and_saves_other_formats(tiny_codec, photo, tmp_path):
+    import gancodec
+
+    img = Image.fromarray(photo[:70, :50])
+    img.info["icc_profile"] = b""  # none
+    data = tiny_codec.compress(img, quality=2)
+    whole = tiny_codec.decompress(data)
+    for name in ("a.png", "a.tiff"):
+        gancodec.decompress_to_file(data, tmp_path / name, model=tiny_codec)
+        with Image.open(tmp_path / name) as out:
+            assert np.array_equal(np.asarray(out), whole)
+    with pytest.raises(gancodec.UserError):
+        gancodec.decompress_to_file(data[:40], tmp_path / "bad.png", model=tiny_codec)
+    assert not (tmp_path / "bad.png").exists() and len(list(tmp_path.iterdir())) == 2  # nothing half-written
+
+
+def test_a_decode_failing_midway_leaves_no_file(tiny_codec, photo, tmp_path, monkeypatch):
+    import gancodec
+    from gancodec.errors import CorruptFileError
+
+    data = tiny_codec.compress(photo[:70, :50], quality=2)
+    real = type(tiny_codec).decompress_rows
+
+    def fail_after_first_band(self, data, write, *args, **kwargs):
+        def write_then_fail(r0, rows):
+            write(r0, rows)
+            raise CorruptFileError("damaged")
+        return real(self, data, write_then_fail, *args, **kwargs)
+
+    monkeypatch.setattr(type(tiny_codec), "decompress_rows", fail_after_first_band)
+    with pytest.raises(CorruptFileError):
+        gancodec.decompress_to_file(data, tmp_path / "out.png", model=tiny_codec)
+    assert list(tmp_path.iterdir()) == []
