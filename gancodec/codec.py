@@ -98,7 +98,7 @@ def prepare_image(image, max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_metad
         grey = is_greyscale(image)
         icc, exif = _metadata(image, grey, keep_metadata)
         alpha = np.asarray(image.convert("RGBA").getchannel("A")) if has_alpha(image) else None
-        rgb = to_rgb_array(image, writable=False)  # only read from here on (tiles are copied)
+        rgb = to_rgb_array(image)  # made in bands: never a second whole copy of the pixels
         image = None  # Pillow's copy of the pixels can go now
     else:
         arr = np.asarray(image)

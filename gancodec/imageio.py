@@ -126,16 +126,28 @@ def is_greyscale(img: Image.Image) -> bool:
     return img.mode in ("1", "L", "LA", "I", "I;16", "F")
 
 
+_BAND_BYTES = 1 << 24  # pixels converted per band: ~16 MB of RGB
+
+
 def to_rgb_array(img: Image.Image, writable: bool = True) -> np.ndarray:
-    """(H, W, 3) uint8. 16-bit and float greyscale are scaled down to 8 bits. ``writable=False``
-    returns the read-only array over Pillow's pixel bytes and saves a copy (3 bytes a pixel:
-    a third of a GB for a 108 MP photo)."""
+    """(H, W, 3) uint8. 16-bit and float greyscale are scaled down to 8 bits.
+
+    Made band by band: ``np.asarray`` of a whole Pillow image goes through ``tobytes``, which
+    holds the pixels twice (its chunks and their join) beside Pillow's own 4 bytes a pixel, and
+    a mode conversion makes a whole converted image first: 10 bytes a pixel or more at once, a
+    GB for a 108 MP photo. In bands the peak is Pillow's image plus the array. ``writable`` is
+    kept for callers of earlier versions: the array is always the caller's own."""
     if img.mode in ("I", "I;16", "F"):
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / peak * 255 + 0.5, 0, 255).astype(np.uint8))
-    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.uint8)  # no RGB->RGB copy
-    return rgb.copy() if writable else rgb
+    w, h = img.size
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    rows = max(1, _BAND_BYTES // (3 * w))
+    for r0 in range(0, h, rows):
+        band = img.crop((0, r0, w, min(h, r0 + rows)))
+        out[r0 : r0 + rows] = np.asarray(band if band.mode == "RGB" else band.convert("RGB"), dtype=np.uint8)
+    return out
 
 
 def load_rgb_array(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -123,3 +123,16 @@ def test_api_keeps_metadata_from_pil_images(tiny_codec, photo):
     back = Image.Exif()
     back.load(c.exif)
     assert back[0x0112] == 1
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "CMYK", "1"])
+def test_rgb_arrays_are_made_in_bands_with_the_same_pixels(mode, monkeypatch):
+    """to_rgb_array converts a band of rows at a time (memory); the pixels are Pillow's whole-image
+    conversion's, at any band height."""
+    from gancodec import imageio
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 255, (53, 41, 3), dtype=np.uint8)).convert(mode)
+    monkeypatch.setattr(imageio, "_BAND_BYTES", 3 * 41 * 7)  # 7-row bands
+    out = imageio.to_rgb_array(img)
+    assert out.flags.writeable and np.array_equal(out, np.asarray(img.convert("RGB")))
