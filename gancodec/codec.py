@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from .allocator import LARGE_IMAGE_PIXELS, reuse_large_buffers
+from .allocator import LARGE_IMAGE_PIXELS, return_free_memory, reuse_large_buffers
 from .bitstream import TAG_EXIF, TAG_ICC, ColorMode, Container, Header, core_stream_count, is_icc_profile, is_tiff_exif
 from .entropy import coder
 from .entropy.coder import TableSet
@@ -385,8 +385,11 @@ class Codec:
         bar on stderr when the image takes more than a few seconds."""
         if quality is not None and target_bpp is not None:
             raise UserError("give either a quality or a target bpp, not both")
-        with reuse_large_buffers(_pixel_count(image)):  # reading a large image is in the scope too
+        pixels = _pixel_count(image)
+        with reuse_large_buffers(pixels):  # reading a large image is in the scope too
             img = prepare_image(image, max_pixels, keep_metadata)
+            if pixels > LARGE_IMAGE_PIXELS:
+                return_free_memory()  # Pillow's decoded copy, freed by now
             y = self.analyse(img.rgb, progress=progress)
             img.release_pixels()  # from here on the latent stands for the image
             if target_bpp is None:
