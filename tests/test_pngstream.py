@@ -89,7 +89,7 @@ def test_row_bands_equal_the_whole_decode(tiny_codec, photo, monkeypatch, tmp_pa
         img.putalpha(Image.fromarray(np.tile(np.arange(90, dtype=np.uint8), (150, 1))))
     data = tiny_codec.compress(img, quality=2)
     whole = tiny_codec.decompress(data)
-    monkeypatch.setattr(type(tiny_codec), "tile", 2)  # 32-row bands
+    monkeypatch.setattr(tiny_codec, "tile", 2)  # 32-row bands
     seen = []
     got = np.zeros_like(whole.reshape(150, 90, -1))
     tiny_codec.decompress_rows(data, lambda r0, rows: seen.append((r0, rows.shape[0])) or
