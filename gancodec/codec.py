@@ -578,8 +578,10 @@ class Codec:
                 out = np.empty((h.height, *rows.shape[1:]), dtype=np.uint8)
             out[r0 : r0 + rows.shape[0]] = rows
 
-        h = Container.from_bytes(data).header
-        self.decompress_rows(data, keep, decoder, exact, max_pixels=max_pixels, progress=progress, realism=realism)
+        container = Container.from_bytes(data)  # parsed (and its CRC checked) once
+        h = container.header
+        self.decompress_rows(container, keep, decoder, exact, max_pixels=max_pixels, progress=progress,
+                             realism=realism)
         return out[..., 0] if out.shape[2] == 1 else out
 
     def decompress_to_file(
@@ -591,26 +593,28 @@ class Codec:
         (:mod:`gancodec.pngstream`): the decoded image never exists whole in memory."""
         path = Path(path)
         how = {"decoder": decoder, "exact": exact, "max_pixels": max_pixels, "progress": progress, "realism": realism}
+        container = Container.from_bytes(data)
         if path.suffix.lower() != ".png":
-            save_image(path, self.decompress(data, **how), **read_metadata(data))
+            save_image(path, self.decompress(data, **how), **read_metadata(container))
             return
-        h = Container.from_bytes(data).header
+        h = container.header
         with atomic_output(path) as fh:
             png = PngWriter(fh, h.width, h.height, (1 if h.mode.is_grey else 3) + h.mode.has_alpha,
-                            **read_metadata(data))
-            self.decompress_rows(data, lambda _, rows: png.write(rows), **how)
+                            **read_metadata(container))
+            self.decompress_rows(container, lambda _, rows: png.write(rows), **how)
             png.close()
 
     def decompress_rows(
-        self, data: bytes, write: Callable[[int, np.ndarray], None], decoder: str = "mse", exact: bool = True, *,
+        self, data: bytes | Container, write: Callable[[int, np.ndarray], None], decoder: str = "mse",
+        exact: bool = True, *,
         max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: bool = False, realism: float | None = None,
     ) -> Header:
         """:meth:`decompress`, handing the image to ``write(first_row, rows)`` in bands of whole
         rows, top to bottom, instead of making it whole: ``rows`` is uint8 (n, W, C) with C as
         :meth:`decompress`'s channels (1 for grey), and is reused once ``write`` returns. With a
         streaming writer (:class:`gancodec.pngstream.PngWriter`) the decoded image never exists
-        whole. Returns the file's header."""
-        container = Container.from_bytes(data)
+        whole. ``data`` may be the file's parsed :class:`Container`. Returns the file's header."""
+        container = data if isinstance(data, Container) else Container.from_bytes(data)
         h = container.header
         self._check_container(container, max_pixels)
         self._check_decoder(decoder, realism)  # before the entropy decoding, not after
@@ -693,10 +697,11 @@ def _put(symbols: np.ndarray, where: np.ndarray, values: np.ndarray) -> np.ndarr
     return symbols
 
 
-def read_metadata(data: bytes) -> dict[str, bytes]:
-    """The metadata a ``.gcz`` file carries, ready for Pillow's ``save``: ``icc_profile`` and
-    ``exif`` (with the ``Exif\\0\\0`` prefix JPEG needs; PNG/WebP writers accept it too)."""
-    container = Container.from_bytes(data)
+def read_metadata(data: bytes | Container) -> dict[str, bytes]:
+    """The metadata a ``.gcz`` file (bytes or parsed) carries, ready for Pillow's ``save``:
+    ``icc_profile`` and ``exif`` (with the ``Exif\\0\\0`` prefix JPEG needs; PNG/WebP writers
+    accept it too)."""
+    container = data if isinstance(data, Container) else Container.from_bytes(data)
     out: dict[str, bytes] = {}
     if container.icc_profile is not None:
         out["icc_profile"] = container.icc_profile
