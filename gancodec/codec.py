@@ -148,8 +148,8 @@ class Codec:
     tile = 64  # latent units (1024 px) per tile side
     analysis_margin = 4  # latent units (64 px); the analysis receptive field is 61 px
     # Above LARGE_IMAGE_PIXELS the analysis runs in tiles of half the side: its full-resolution
-    # activations (128 channels, float32) are the largest buffers of a compress, ~735 MB at 64
-    # latent units against ~230 MB at 32, for about 20 % more analysis time (more margin).
+    # activations (128 channels, float32) are the largest buffers of a compress: 680 MB for a
+    # 64-unit tile with its margins (1152² px), 210 MB at 32 (640² px), for ~23 % more work.
     large_analysis_tile = 32
     # The synthesis runs as head (latent-resolution layers) and tail (upsampling) tiled apart:
     # the tail's receptive field is about 2 latents, the head's 1 + 2 per residual block.
