@@ -49,6 +49,11 @@ from .zoo import weights_hash
 
 PAD_MULTIPLE = 64  # stride of z
 Z_CLAMP = 2**15
+# The encoder and the decoder hold the whole latent as symbols, in int16 where they fit (always
+# for a real photo: quantised residuals of a few units) and int32 otherwise (a pathological
+# image, a forged file's escape values): 1.25 bytes a pixel instead of 2.5, the part of their
+# memory that grows with the image. An array is widened the moment a value needs it.
+SYMBOL_DTYPE = np.int16
 GAIN_FRACTION_BITS = 20
 
 
@@ -339,7 +344,7 @@ class Codec:
                       size=y.shape[-2:])
         z_int = torch.round(z).clamp(-Z_CLAMP, Z_CLAMP).double()
         _, _, hz, wz = z_int.shape
-        symbols = np.zeros(y.shape, dtype=np.int32)
+        symbols = np.zeros(y.shape, dtype=SYMBOL_DTYPE)
         indices = np.empty(y.shape, dtype=np.uint8)
         # Pass 1 codes every position with the hyperprior; with a context model it is kept only at
         # the anchors, and pass 2 recodes the rest with the parameters the anchors give them.
@@ -353,14 +358,18 @@ class Codec:
                 if q.numel() and q.abs().max() >= 2**31:
                     raise UserError("image gives latent values beyond what the format can store")
                 keep = slice(None) if not context_pass else ~anchor_mask(a1 - a0, b1 - b0, a0, b0)
-                symbols[..., a0:a1, b0:b1][..., keep] = q.numpy()[..., keep]
+                values = q.numpy()[..., keep]
+                if symbols.dtype != np.int32 and not _fits_int16(values):
+                    symbols = symbols.astype(np.int32)
+                symbols[..., a0:a1, b0:b1][..., keep] = values
                 indices[..., a0:a1, b0:b1][..., keep] = idx.numpy()[..., keep]
         z_stream, z_esc = coder.encode(z_int.long().numpy(), self._z_indices(z_int.shape), self.z_tables)
         if self.context is None:
             return [z_stream, z_esc, *coder.encode(symbols, indices, self.y_tables)]
-        # one y stream, read in two passes: the anchors, then the rest
+        # one y stream, read in two passes: the anchors, then the rest (selected in place: a
+        # gathered copy of each half was the largest buffer of a large image's compress)
         anchors = anchor_mask(*y.shape[-2:])
-        passes = [(symbols[..., anchors], indices[..., anchors]), (symbols[..., ~anchors], indices[..., ~anchors])]
+        passes = [(symbols, indices, anchors), (symbols, indices, ~anchors)]
         return [z_stream, z_esc, *coder.encode_passes(passes, self.y_tables)]
 
     def _container(self, img: PreparedImage, quality_milli: int, streams: list[bytes]) -> bytes:
@@ -459,13 +468,11 @@ class Codec:
             symbols = _narrowed(coder.decode(*container.streams[2:4], indices, self.y_tables))
         else:  # anchors first; their symbols then give the rest their tables
             anchors = anchor_mask(4 * z_t.shape[-2], 4 * z_t.shape[-1])
-            symbols = np.zeros((1, self.config.latent_channels, *anchors.shape), dtype=np.int16)
+            symbols = np.zeros((1, self.config.latent_channels, *anchors.shape), dtype=SYMBOL_DTYPE)
             reader = coder.StreamDecoder(*container.streams[2:4], self.y_tables)
-            anchor_indices = self._scale_indices(z_t, progress=progress)[0][..., anchors]
-            symbols = _put(symbols, anchors, reader.decode(anchor_indices))
-            del anchor_indices
+            symbols = reader.decode_into(symbols, self._scale_indices(z_t, progress=progress)[0], anchors)
             indices, all_means = self._scale_indices(z_t, symbols, keep_means=keep, progress=progress)
-            symbols = _put(symbols, ~anchors, reader.decode(indices[..., ~anchors]))
+            symbols = reader.decode_into(symbols, indices, ~anchors)
             reader.finish()
         del indices
         _, inv_gain = self._gains(h.quality_milli)
@@ -675,9 +682,6 @@ class Codec:
             raise CorruptFileError("alpha stream is damaged") from None
 
 
-# The decoder holds the whole latent as symbols, in int16 while they fit (always, for a real
-# photo: they are quantised residuals of a few units) and int32 otherwise (a forged file's escape
-# values): 1.25 bytes a pixel instead of 2.5, the part of a decode's memory that grows with the image.
 _INT16 = np.iinfo(np.int16)
 
 
@@ -686,15 +690,7 @@ def _fits_int16(values: np.ndarray) -> bool:
 
 
 def _narrowed(symbols: np.ndarray) -> np.ndarray:
-    return symbols.astype(np.int16) if _fits_int16(symbols) else symbols
-
-
-def _put(symbols: np.ndarray, where: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """``symbols[..., where] = values``, widened to int32 first if the values need it."""
-    if symbols.dtype == np.int16 and not _fits_int16(values):
-        symbols = symbols.astype(np.int32)
-    symbols[..., where] = values
-    return symbols
+    return symbols.astype(SYMBOL_DTYPE) if _fits_int16(symbols) else symbols
 
 
 def read_metadata(data: bytes | Container) -> dict[str, bytes]:

@@ -80,8 +80,9 @@ def test_concurrent_calls_share_one_scope(tiny_codec):
 
 
 def test_large_images_map_their_large_blocks(monkeypatch):
-    """A large image's call maps blocks of 32 MB and more (no heap fragmentation); afterwards a
-    tuned process keeps freed blocks again, and an untuned one gets glibc's threshold back."""
+    """A large image's call maps blocks of 32 MB and more and trims the heap's top (no heap
+    fragmentation, no kept free memory); afterwards a tuned process keeps freed blocks again,
+    and an untuned one gets glibc's threshold back."""
     calls = []
 
     class FakeLibc:
@@ -101,9 +102,13 @@ def test_large_images_map_their_large_blocks(monkeypatch):
         with allocator.reuse_large_buffers(pixels=allocator.LARGE_IMAGE_PIXELS + 1):
             assert (allocator._M_MMAP_THRESHOLD, allocator._LARGE_BLOCK) in calls
             assert (allocator._M_MMAP_MAX, allocator._GLIBC_MMAP_MAX) in calls
+            # the heap's free top is returned while it runs, even in a tuned process
+            assert (allocator._M_TRIM_THRESHOLD, allocator._GLIBC_TRIM_THRESHOLD) in calls
         assert allocator._large_depth == 0
-        last = (allocator._M_MMAP_MAX, 0) if tuned else ("trim", 0)
-        assert calls[-1] == last
+        if tuned:  # back to keeping every freed block
+            assert calls[-2:] == [(allocator._M_MMAP_MAX, 0), (allocator._M_TRIM_THRESHOLD, allocator._KEEP_ALL)]
+        else:
+            assert calls[-1] == ("trim", 0)
     calls.clear()
     with allocator.reuse_large_buffers(pixels=1000):  # small: the reuse scope, as before
         pass

@@ -71,19 +71,22 @@ def test_untrained_context_is_the_hyperprior():
 
 def test_decoder_reads_back_the_symbols_the_encoder_coded(context_codec, photo, monkeypatch):
     coded, read = [], []
-    real_encode, real_decode = coder.encode_passes, coder.StreamDecoder.decode
+    real_encode, real_decode = coder.encode_passes, coder.StreamDecoder.decode_into
+
+    def selected(a, select):
+        return np.array(a if select is None else a[..., select])
 
     def spy_encode(passes, tables):
-        coded.extend(np.array(s) for s, _ in passes)
+        coded.extend(selected(s, rest[0] if rest else None) for s, _, *rest in passes)
         return real_encode(passes, tables)
 
-    def spy_decode(self, indices):
-        out = real_decode(self, indices)
-        read.append(out.copy())
+    def spy_decode(self, out, indices, select=None):
+        out = real_decode(self, out, indices, select)
+        read.append(selected(out, select))
         return out
 
     monkeypatch.setattr(coder, "encode_passes", spy_encode)
-    monkeypatch.setattr(coder.StreamDecoder, "decode", spy_decode)
+    monkeypatch.setattr(coder.StreamDecoder, "decode_into", spy_decode)
     data = context_codec.compress(photo, quality=2)
     pixels = context_codec.decompress(data)
     assert pixels.shape == photo.shape
@@ -91,6 +94,32 @@ def test_decoder_reads_back_the_symbols_the_encoder_coded(context_codec, photo, 
     assert len(coded) == 3 and len(read) == 3
     for c, r in zip(coded, read):
         assert np.array_equal(c.reshape(-1), r.reshape(-1))
+
+
+@pytest.mark.parametrize("chunk", [coder.CHUNK, 7, 20, 41])  # whole planes per piece, and pieces of a plane
+def test_selected_passes_code_like_gathered_copies(monkeypatch, chunk):
+    """A pass given as (symbols, indices, select) is coded byte for byte as the gathered
+    (symbols[..., select], indices[..., select]), and decode_into writes it back in place,
+    into an int16 array widened where an escape needs it."""
+    from gancodec.entropy.coder import TableSet
+    from gancodec.entropy.gaussian import gaussian_pmf_tables, scale_table
+
+    monkeypatch.setattr(coder, "CHUNK", chunk)
+    tables = TableSet(tuple(gaussian_pmf_tables(scale_table(8))))
+    rng = np.random.default_rng(1)
+    symbols = rng.integers(-3, 4, (1, 3, 5, 6)).astype(np.int32)
+    indices = rng.integers(0, 8, symbols.shape).astype(np.uint8)
+    symbols[0, 1, 2, 2], symbols[0, 2, 3, 4] = 5000, -70000  # escapes, one beyond int16, in both halves
+    anchors = anchor_mask(5, 6)
+    gathered = [(symbols[..., anchors], indices[..., anchors]), (symbols[..., ~anchors], indices[..., ~anchors])]
+    stream = coder.encode_passes([(symbols, indices, anchors), (symbols, indices, ~anchors)], tables)
+    assert stream == coder.encode_passes(gathered, tables)
+    reader = coder.StreamDecoder(*stream, tables)
+    out = reader.decode_into(np.zeros(symbols.shape, np.int16), indices, anchors)
+    assert out.dtype == np.int16 and np.array_equal(out[..., anchors], symbols[..., anchors])
+    out = reader.decode_into(out, indices, ~anchors)
+    reader.finish()
+    assert out.dtype == np.int32 and np.array_equal(out, symbols)
 
 
 def test_context_bands_and_tiles_change_no_byte(context_codec, photo, monkeypatch):
@@ -171,11 +200,13 @@ def test_fuzzing_the_two_pass_decoder_finds_nothing(context_codec):
 
 @pytest.mark.parametrize("which", ["context", "plain"])
 def test_symbols_beyond_int16_widen_instead_of_wrapping(context_codec, tiny_codec, photo, monkeypatch, which):
-    """The decoder keeps symbols in int16 while they fit; a latent with larger values (here an
-    analysis scaled ×3,000,000, as a forged file's escapes could be) is held in int32 and decodes
-    to exactly the symbols the all-int32 decoder reads."""
+    """Encoder and decoder keep symbols in int16 while they fit; a latent with larger values (here
+    an analysis scaled ×3,000,000, as a forged file's escapes could be) is held in int32, is
+    coded to exactly the all-int32 encoder's bytes and decodes to exactly the symbols the
+    all-int32 decoder reads."""
     from gancodec import codec as codec_module
     from gancodec.bitstream import Container
+    from gancodec.entropy.coder import StreamDecoder
 
     codec = context_codec if which == "context" else tiny_codec
     normal = codec.compress(photo[:64, :64], quality=1)
@@ -190,13 +221,17 @@ def test_symbols_beyond_int16_widen_instead_of_wrapping(context_codec, tiny_code
             return kept[-1]
         return wrapped
 
-    for name in ("_put", "_narrowed"):
-        monkeypatch.setattr(codec_module, name, spy(getattr(codec_module, name)))
+    monkeypatch.setattr(codec_module, "_narrowed", spy(codec_module._narrowed))
+    monkeypatch.setattr(StreamDecoder, "decode_into", spy(StreamDecoder.decode_into))
     for data, dtype in ((large, np.int32), (normal, np.int16)):
         latent = codec.decode_latent(Container.from_bytes(data))
         assert kept[-1].dtype == dtype
         assert (np.abs(kept[-1]).max() > 2**15) == (dtype == np.int32)  # the test reaches the widening
-        with monkeypatch.context() as m:
-            m.setattr(codec_module, "_fits_int16", lambda values: False)  # the all-int32 decoder
+        with monkeypatch.context() as m:  # the all-int32 decoder
+            m.setattr(codec_module, "_fits_int16", lambda values: False)
+            m.setattr(codec_module, "SYMBOL_DTYPE", np.int32)
             assert torch.equal(codec.decode_latent(Container.from_bytes(data)), latent)
             assert kept[-1].dtype == np.int32
+    with monkeypatch.context() as m:  # the all-int32 encoder
+        m.setattr(codec_module, "SYMBOL_DTYPE", np.int32)
+        assert codec.compress(photo[:64, :64], quality=1) == large

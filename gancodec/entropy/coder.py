@@ -63,20 +63,43 @@ class TableSet:
 
 
 # Symbols are grouped by table (the stream holds table 0's symbols in raster order, then table
-# 1's, ...). Each group is coded a chunk of the raster at a time, so that the only arrays of the
-# latent's size are the caller's: no sorted or gathered copy, no int64 index array (eight bytes
-# per symbol: hundreds of MB for a large photo).
+# 1's, ...). Each group is coded a segment of the raster at a time, so that the only arrays of
+# the latent's size are the caller's: no sorted or gathered copy, no int64 index array (eight
+# bytes per symbol: hundreds of MB for a large photo).
 CHUNK = 1 << 22
 
 
-def _chunks(n: int) -> range:
-    return range(0, n, CHUNK)
+def _segments(shape: tuple[int, ...], select: np.ndarray | None) -> list[tuple[int, int, np.ndarray | None]]:
+    """(start, end, mask) pieces of the flattened array of ``shape``, each at most about CHUNK
+    long. ``select`` (a bool array of the trailing dimensions, e.g. the checkerboard's anchors)
+    picks the positions that take part, the same in every leading plane (channel): each
+    piece's mask is then a view of one mask, never an array of the latent's size."""
+    n = int(np.prod(shape))
+    if select is None:
+        return [(s, min(n, s + CHUNK), None) for s in range(0, n, CHUNK)]
+    plane = select.reshape(-1)
+    if n % max(1, plane.size):
+        raise ValueError("the selection must cover the trailing dimensions of the symbols")
+    if plane.size == 0:
+        return []
+    planes = n // plane.size
+    if plane.size <= CHUNK:  # several whole planes per piece, one tiled mask for all of them
+        per = CHUNK // plane.size
+        tiled = np.tile(plane, min(per, planes))
+        return [(p * plane.size, min(planes, p + per) * plane.size, tiled[: (min(planes, p + per) - p) * plane.size])
+                for p in range(0, planes, per)]
+    return [(p * plane.size + j, p * plane.size + min(plane.size, j + CHUNK), plane[j : j + CHUNK])
+            for p in range(planes) for j in range(0, plane.size, CHUNK)]
 
 
-def _counts(indices: np.ndarray, n_tables: int) -> np.ndarray:
+def _picked(a: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    return a if mask is None else a[mask]
+
+
+def _counts(indices: np.ndarray, segments: list, n_tables: int) -> np.ndarray:
     counts = np.zeros(n_tables, dtype=np.int64)
-    for s in _chunks(indices.size):
-        part = indices[s : s + CHUNK]
+    for s, e, mask in segments:
+        part = _picked(indices[s:e], mask)
         if part.size and (part.min() < 0 or part.max() >= n_tables):
             raise ValueError("table index out of range")
         counts += np.bincount(part, minlength=n_tables)
@@ -88,31 +111,39 @@ def encode(symbols: np.ndarray, indices: np.ndarray, tables: TableSet) -> tuple[
     return encode_passes([(symbols, indices)], tables)
 
 
-def encode_passes(passes: list[tuple[np.ndarray, np.ndarray]], tables: TableSet) -> tuple[bytes, bytes]:
-    """Code several (symbols, indices) passes into one stream that :class:`StreamDecoder`
-    reads back pass by pass, so a later pass's tables may depend on an earlier pass's symbols
-    (the checkerboard context model). One pass gives exactly :func:`encode`'s bytes."""
+def encode_passes(passes: list[tuple], tables: TableSet) -> tuple[bytes, bytes]:
+    """Code several passes into one stream that :class:`StreamDecoder` reads back pass by
+    pass, so a later pass's tables may depend on an earlier pass's symbols (the checkerboard
+    context model). A pass is ``(symbols, indices)`` or ``(symbols, indices, select)``: with a
+    bool ``select`` over the trailing dimensions only the selected positions are coded, exactly
+    as ``(symbols[..., select], indices[..., select])`` would be, without that copy. One pass
+    gives exactly :func:`encode`'s bytes."""
     models = tables.models()
     escapes: list[np.ndarray] = []  # in push order; reversed at the end into decoding order
     coder = constriction.stream.stack.AnsCoder()
     # A stack coder decodes in the opposite order of encoding: push the last pass first, within a
-    # pass the last table's symbols first, and within a table the last chunk first
-    # (encode_reverse reverses within a chunk), which gives the same stream as pushing each whole
-    # group at once.
-    for symbols, indices in reversed(passes):
-        symbols = symbols.reshape(-1)
-        indices = indices.reshape(-1)
-        if symbols.size != indices.size:
+    # pass the last table's symbols first, and within a table the last piece first
+    # (encode_reverse reverses within a piece), which gives the same stream as pushing each
+    # whole group at once.
+    for symbols, indices, *rest in reversed(passes):
+        select = rest[0] if rest else None
+        if symbols.shape != indices.shape:
             raise ValueError("one table index per symbol is needed")
         if indices.dtype.kind not in "iu":
             raise ValueError("table indices must be integers")
-        counts = _counts(indices, len(tables))
+        segments = _segments(symbols.shape, select)
+        symbols = symbols.reshape(-1)
+        indices = indices.reshape(-1)
+        counts = _counts(indices, segments, len(tables))
         for k in reversed(range(len(tables))):
             if counts[k] == 0:
                 continue
             r = tables.radius(k)
-            for s in reversed(_chunks(indices.size)):
-                values = symbols[s : s + CHUNK][indices[s : s + CHUNK] == k]
+            for s, e, mask in reversed(segments):
+                here = indices[s:e] == k
+                if mask is not None:
+                    here &= mask
+                values = symbols[s:e][here]
                 if not values.size:
                     continue
                 escaped = np.abs(values) > r
@@ -152,21 +183,33 @@ class StreamDecoder:
 
     def decode(self, indices: np.ndarray) -> np.ndarray:
         """The next pass's symbols (int32, shaped like ``indices``)."""
-        shape = indices.shape
-        indices = indices.reshape(-1)
-        counts = _counts(indices, len(self.tables))
-        out = np.empty(indices.size, dtype=np.int32)
+        out = np.empty(indices.shape, dtype=np.int32)
+        return self.decode_into(out, indices)
+
+    def decode_into(self, out: np.ndarray, indices: np.ndarray, select: np.ndarray | None = None) -> np.ndarray:
+        """Decode the next pass into ``out`` (shaped like ``indices``): every position, or with a
+        bool ``select`` over the trailing dimensions the selected ones, as
+        ``out[..., select] = decode(indices[..., select])`` would, without those copies. ``out``
+        may be int16; it is widened to int32 first if a value needs it. Returns ``out``."""
+        if out.shape != indices.shape or not out.flags.c_contiguous:
+            raise ValueError("out must be a contiguous array shaped like the indices")
+        segments = _segments(indices.shape, select)
+        flat_indices = indices.reshape(-1)
+        flat = out.reshape(-1)
+        counts = _counts(flat_indices, segments, len(self.tables))
         for k, n in enumerate(counts):
             if n == 0:
                 continue
             r = self.tables.radius(k)
-            for s in _chunks(indices.size):  # straight into raster order, a chunk at a time
-                mask = indices[s : s + CHUNK] == k
-                here = int(np.count_nonzero(mask))
-                if here == 0:
+            for s, e, mask in segments:  # straight into raster order, a piece at a time
+                here = flat_indices[s:e] == k
+                if mask is not None:
+                    here &= mask
+                count = int(np.count_nonzero(here))
+                if count == 0:
                     continue
                 try:
-                    codes = self.coder.decode(self.models[k], here)
+                    codes = self.coder.decode(self.models[k], count)
                 except Exception as exc:  # constriction raises on exhausted / invalid data
                     raise CorruptFileError(f"entropy-coded data is damaged ({exc})") from None
                 values = np.asarray(codes, dtype=np.int32) - r
@@ -176,9 +219,17 @@ class StreamDecoder:
                     raise CorruptFileError("entropy-coded data refers to missing escape values")
                 values[escaped] = self.escape_values[self.used_escapes : self.used_escapes + n_esc]
                 self.used_escapes += n_esc
-                out[s : s + CHUNK][mask] = values
-        return out.reshape(shape)
+                if flat.dtype != np.int32 and n_esc and not _fits(values, flat.dtype):
+                    out = out.astype(np.int32)  # a value beyond int16: widen once, keep going
+                    flat = out.reshape(-1)
+                flat[s:e][here] = values
+        return out
 
     def finish(self) -> None:
         if self.used_escapes != self.escape_values.size:
             raise CorruptFileError("entropy-coded data has unused escape values")
+
+
+def _fits(values: np.ndarray, dtype: np.dtype) -> bool:
+    info = np.iinfo(dtype)
+    return not values.size or (int(values.min()) >= info.min and int(values.max()) <= info.max)

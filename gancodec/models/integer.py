@@ -39,6 +39,27 @@ ACT_BITS = 10
 EXACT_LIMIT = 2.0**52
 
 
+def conv2d_exact(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, padding=padding)`` (stride 1) of integer-valued float64
+    tensors, as one matrix product per kernel offset summed in place.
+
+    PyTorch's float64 convolution unfolds its input first (im2col): C_in·k² values per output
+    position, 150 MB for one window of the 5×5 context convolution, the largest temporary of
+    coding or decoding a large photo. Here the only temporaries are of the output's size. Every
+    term is an exact integer below 2^53, so the sum is the same in any order: the result is
+    exactly F.conv2d's."""
+    n, _, h, w = x.shape
+    out_ch, _, kh, kw = weight.shape
+    if padding:
+        x = F.pad(x, (padding, padding, padding, padding))
+    ho, wo = h + 2 * padding - kh + 1, w + 2 * padding - kw + 1
+    out = x.new_zeros(n, out_ch, ho, wo) if bias is None else bias.view(1, -1, 1, 1).expand(n, out_ch, ho, wo).clone()
+    for i in range(kh):
+        for j in range(kw):
+            out += torch.einsum("oc,nchw->nohw", weight[:, :, i, j], x[..., i : i + ho, j : j + wo])
+    return out
+
+
 def quantize_hyper_synthesis(h_s: nn.Sequential) -> dict[str, torch.Tensor]:
     """Fixed-point weights and biases of a Conv/ConvTranspose/ReLU stack, as int32 tensors."""
     layers = [m for m in h_s if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
@@ -88,6 +109,8 @@ class IntegerHyperSynthesis:
             w, b = self.weights[i], self.biases[i]
             if kind == "deconv":
                 x = F.conv_transpose2d(x, w, b, stride=stride, padding=k // 2, output_padding=stride - 1)
+            elif stride == 1:
+                x = conv2d_exact(x, w, b, padding=k // 2)
             else:
                 x = F.conv2d(x, w, b, stride=stride, padding=k // 2)
             if i < len(self.LAYOUT) - 1:
@@ -136,7 +159,7 @@ class IntegerContext:
 
     def _layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
         padding = self.weights[i].shape[-1] // 2
-        return F.conv2d(_bounded(x, self.limits[i]), self.weights[i], self.biases[i], padding=padding)
+        return conv2d_exact(_bounded(x, self.limits[i]), self.weights[i], self.biases[i], padding)
 
     @torch.no_grad()
     def accumulators(self, symbols: torch.Tensor, hyper_acc: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
