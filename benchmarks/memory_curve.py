@@ -2,13 +2,15 @@
 shows memory is bounded by the tile, not the image.
 
     python benchmarks/memory_curve.py [--sizes 4000x3000 8000x6000 12000x9000] [--threads 2]
-        [--image ../shared/data/kodak/kodim23.png] [--work DIR] [--commands compress decompress restore upscale]
+        [--image ../shared/data/kodak/kodim23.png] [--work DIR]
+        [--commands compress decompress restore upscale inpaint]
 
 Each size gets a test photo: ``--image`` resized (Lanczos) to that size and saved as PNG, so
 the content, and with it the rate, is that of a photo. Every command then runs in a fresh
 process, as a user runs it (``--max-pixels 0`` lifts the size limit, no progress bar), and its
 peak RSS is read from the kernel's accounting of that child (``wait4``). ``restore`` runs on
-each size; ``upscale`` (×4) on an input of 1/16 of each size, so its output has that size.
+each size; ``upscale`` (×4) on an input of 1/16 of each size, so its output has that size; ``inpaint``
+removes a box of 1/16 of each side from the middle.
 ``--python`` runs the commands with another interpreter/checkout (``PYTHONPATH``) for a
 before/after comparison. Prints one JSON line per run.
 """
@@ -54,7 +56,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default="bench-memory")
     p.add_argument("--commands", nargs="+", default=["compress", "decompress"],
-                   choices=["compress", "decompress", "restore", "upscale"])
+                   choices=["compress", "decompress", "restore", "upscale", "inpaint"])
     p.add_argument("--pythonpath", default=None, help="PYTHONPATH for the commands (another checkout)")
     p.add_argument("--label", default="current")
     args = p.parse_args()
@@ -70,6 +72,9 @@ def main() -> None:
             "decompress": ["decompress", str(gcz), "-o", str(decoded), "--max-pixels", "0", "--no-progress"],
             "restore": ["restore", str(photo), "-o", str(work / f"restored-{w}x{h}.png"), "--max-pixels", "0",
                         "--no-progress"],
+            # an object to remove: a box of 1/16 of each side in the middle
+            "inpaint": ["inpaint", str(photo), "-o", str(work / f"inpainted-{w}x{h}.png"), "--box",
+                        f"{w // 2},{h // 2},{w // 16},{h // 16}", "--max-pixels", "0"],
         }
         if "upscale" in args.commands:
             small = work / f"photo-{w // 4}x{h // 4}.png"

@@ -125,13 +125,15 @@ def generate(n: int, digit: int | None = None, seed: int | None = None, model=No
 
 
 def inpaint(image, mask, *, realism: float = 0.0, dilate: int = 0, model=None,
-            allow_empty: bool = False) -> np.ndarray:
+            allow_empty: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Fill the holes of an image (path, PIL image or uint8 array) where ``mask`` (a path, PIL
     image or array of the image's size: non-zero / white = fill, or alpha when present) says;
     every pixel outside the (``dilate``-grown) mask is returned unchanged. Greyscale in gives
     greyscale out, alpha is carried over. ``realism`` blends the fidelity (0) and GAN (1)
-    weights. An empty mask is an error unless ``allow_empty``."""
+    weights. An empty mask is an error unless ``allow_empty``; an image above ``max_pixels``
+    (None: no limit) is refused before it is decoded."""
     from .inpainting import inpaint_image
 
     inpainter = load_inpainter(model) if model is None or isinstance(model, str) else model
-    return inpaint_image(inpainter, image, mask, realism=realism, dilate_px=dilate, allow_empty=allow_empty)
+    return inpaint_image(inpainter, image, mask, realism=realism, dilate_px=dilate, allow_empty=allow_empty,
+                         max_pixels=max_pixels)

@@ -40,7 +40,10 @@ class BlendedModel:
         if "fidelity" not in self.weights:
             raise UserError(f"model folder {self.folder} has no fidelity.safetensors")
         self.net = self.config.build().eval().requires_grad_(False)
-        self._realism: float | None = None  # the blend loaded into ``net``; None before the first
+        self._realism: float | None = None  # the blend loaded into ``net``
+        # ``net`` holds trained weights from the start (the fidelity set), not its random
+        # initialisation: a call to the network before any set_realism must not fill from noise
+        self.set_realism(0.0)
 
     def read_config(self, meta: dict) -> Any:
         """The network's config from ``config.json``; raise :class:`UserError` for a wrong folder."""

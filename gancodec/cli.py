@@ -274,6 +274,7 @@ def _add_inpaint(sub) -> None:
     p.add_argument("--realism", type=float, default=0.0, help="0: fidelity model, 1: GAN model, between: blend")
     p.add_argument("--model", default=None, help="model name or folder (default: inpaint-lite)")
     p.add_argument("--allow-empty", action="store_true", help="an empty mask copies the image instead of failing")
+    _add_max_pixels(p)
     p.add_argument("--threads", type=int, default=0)
     p.set_defaults(handler=_inpaint)
 
@@ -285,7 +286,7 @@ def _inpaint_one(model, image_path, mask_arg, args, output) -> None:
     from .inpaint_masks import scratch_mask
     from .inpainting import box_mask, inpaint_image, parse_box
 
-    img = open_image(image_path)
+    img = open_image(image_path, args.max_pixels)
     if args.box:
         mask = box_mask([parse_box(b) for b in args.box], (img.height, img.width))
     elif args.scratches is not None:
@@ -295,7 +296,7 @@ def _inpaint_one(model, image_path, mask_arg, args, output) -> None:
     else:
         mask = mask_arg
     out = inpaint_image(model, img, mask, realism=args.realism, dilate_px=args.dilate,
-                        allow_empty=args.allow_empty)
+                        allow_empty=args.allow_empty, max_pixels=args.max_pixels)
     save_image(output, out)
 
 

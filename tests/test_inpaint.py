@@ -207,6 +207,25 @@ def test_crop_plan_merges_close_holes():
     assert covered[mask].all()
 
 
+@pytest.mark.parametrize("specks", [40, 20000])
+def test_crop_plan_of_many_specks(specks):
+    """A mask of thousands of scattered specks (a noisy user mask, dust) is planned in one pass
+    per merge round: crops cover every hole pixel and never overlap."""
+    from gancodec.inpainting import crop_plan
+
+    rng = np.random.default_rng(specks)
+    mask = np.zeros((1500, 2000), bool)
+    mask[rng.integers(0, 1500, specks), rng.integers(0, 2000, specks)] = True
+    plan = crop_plan(mask, margin=16)
+    covered = np.zeros(mask.shape, np.uint8)
+    for t, l, b, r in plan:
+        covered[t:b, l:r] += 1
+        assert mask[t:b, l:r].any()
+    assert covered.max() == 1 and covered[mask].all()
+    if specks == 40:  # far apart: most specks keep a crop of their own, 33 px on a side
+        assert len(plan) > 20 and max(b - t for t, _, b, _ in plan) < 200
+
+
 def test_big_holes_are_filled_on_a_downscaled_copy(model, image):
     mask = np.zeros(image.shape[:2], bool)
     mask[40:160, 50:200] = True
@@ -315,6 +334,7 @@ def test_cli_bad_inputs(trained, image, files, capsys):
         ["--scratches", "0"],
         ["--mask", str(tmp / "mask.png"), "--realism", "2"],
         ["--mask", str(tmp / "mask.png"), "--dilate", "-1"],
+        ["--box", "1,1,2,2", "--max-pixels", "1000"],  # above the pixel limit, from the header
     ]
     for extra in cases:
         capsys.readouterr()
