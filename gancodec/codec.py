@@ -465,7 +465,9 @@ class Codec:
         keep = self.config.latent_channels * 16 * z_t.shape[-2] * z_t.shape[-1] <= self.keep_means_elements
         if self.context is None:
             indices, all_means = self._scale_indices(z_t, keep_means=keep, progress=progress)
-            symbols = _narrowed(coder.decode(*container.streams[2:4], indices, self.y_tables))
+            reader = coder.StreamDecoder(*container.streams[2:4], self.y_tables)
+            symbols = reader.decode_into(np.empty(indices.shape, dtype=SYMBOL_DTYPE), indices)
+            reader.finish()
         else:  # anchors first; their symbols then give the rest their tables
             anchors = anchor_mask(4 * z_t.shape[-2], 4 * z_t.shape[-1])
             symbols = np.zeros((1, self.config.latent_channels, *anchors.shape), dtype=SYMBOL_DTYPE)
@@ -687,10 +689,6 @@ _INT16 = np.iinfo(np.int16)
 
 def _fits_int16(values: np.ndarray) -> bool:
     return not values.size or (int(values.min()) >= _INT16.min and int(values.max()) <= _INT16.max)
-
-
-def _narrowed(symbols: np.ndarray) -> np.ndarray:
-    return symbols.astype(SYMBOL_DTYPE) if _fits_int16(symbols) else symbols
 
 
 def read_metadata(data: bytes | Container) -> dict[str, bytes]:

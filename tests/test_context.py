@@ -221,14 +221,12 @@ def test_symbols_beyond_int16_widen_instead_of_wrapping(context_codec, tiny_code
             return kept[-1]
         return wrapped
 
-    monkeypatch.setattr(codec_module, "_narrowed", spy(codec_module._narrowed))
     monkeypatch.setattr(StreamDecoder, "decode_into", spy(StreamDecoder.decode_into))
     for data, dtype in ((large, np.int32), (normal, np.int16)):
         latent = codec.decode_latent(Container.from_bytes(data))
         assert kept[-1].dtype == dtype
         assert (np.abs(kept[-1]).max() > 2**15) == (dtype == np.int32)  # the test reaches the widening
         with monkeypatch.context() as m:  # the all-int32 decoder
-            m.setattr(codec_module, "_fits_int16", lambda values: False)
             m.setattr(codec_module, "SYMBOL_DTYPE", np.int32)
             assert torch.equal(codec.decode_latent(Container.from_bytes(data)), latent)
             assert kept[-1].dtype == np.int32
