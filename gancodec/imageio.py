@@ -193,12 +193,32 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         fh.write(data)
 
 
+_PNG_BAND_ROWS = 1024
+
+
+def _streams_as_png(array: np.ndarray) -> bool:
+    return (isinstance(array, np.ndarray) and array.dtype == np.uint8 and array.size > 0
+            and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 2, 3, 4))))
+
+
 def save_image(path: str | Path, array: np.ndarray, format: str | None = None, **params) -> None:
     """Save a uint8 (H, W), (H, W, 3) or (H, W, 4) array; format inferred from the suffix."""
     path = Path(path)
     fmt = format or Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"unknown image format for output {path} (use .png, .jpg, .webp, ...)")
+    if fmt == "PNG" and _streams_as_png(array) and set(params) <= {"icc_profile", "exif"}:
+        # our streaming writer: rows are deflated from the array as they come, where Pillow
+        # would first copy the whole image (4 bytes a pixel for RGB) beside the caller's array
+        from .pngstream import PngWriter
+
+        h, w = array.shape[:2]
+        with atomic_output(path) as fh:
+            png = PngWriter(fh, w, h, 1 if array.ndim == 2 else array.shape[2], **params)
+            for r0 in range(0, h, _PNG_BAND_ROWS):
+                png.write(array[r0 : r0 + _PNG_BAND_ROWS])
+            png.close()
+        return
     img = Image.fromarray(array)
     if fmt == "JPEG" and img.mode == "RGBA":
         raise UserError("JPEG cannot store transparency: write a .png instead")

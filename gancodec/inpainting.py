@@ -221,13 +221,15 @@ class Inpainter(BlendedModel):
         return np.asarray(Image.fromarray(filled).resize((w, h), Image.BICUBIC))
 
     def run(self, rgb: np.ndarray, mask: np.ndarray, realism: float = 0.0, dilate_px: int = 0,
-            allow_empty: bool = False) -> np.ndarray:
-        """Inpaint a uint8 RGB image where ``mask`` (H, W, bool) is True; see the module docstring."""
+            allow_empty: bool = False, in_place: bool = False) -> np.ndarray:
+        """Inpaint a uint8 RGB image where ``mask`` (H, W, bool) is True; see the module docstring.
+        ``in_place`` fills ``rgb`` itself instead of a copy (a large image's 3 bytes a pixel):
+        crops' regions never overlap, so no fill reads another crop's filled pixels."""
         self.set_realism(realism)
         if mask.shape != rgb.shape[:2]:
             raise UserError(f"mask is {mask.shape[1]}×{mask.shape[0]} but the image is {rgb.shape[1]}×{rgb.shape[0]}")
         hole = dilate(mask, dilate_px)
-        out = np.array(rgb, dtype=np.uint8, copy=True)
+        out = rgb if in_place else np.array(rgb, dtype=np.uint8, copy=True)
         if not hole.any():
             if allow_empty:
                 return out
@@ -251,7 +253,9 @@ def inpaint_image(model: Inpainter, image, mask, realism: float = 0.0, dilate_px
 
     prepared = prepare_image(image, max_pixels)
     hole = dilate(to_mask(mask, prepared.rgb.shape[:2], max_pixels), dilate_px)
-    out = model.run(prepared.rgb, hole, realism=realism, allow_empty=allow_empty)
+    # pixels read from a file or a PIL image are our own copy: filled in place
+    own = isinstance(image, (str, Path, Image.Image))
+    out = model.run(prepared.rgb, hole, realism=realism, allow_empty=allow_empty, in_place=own)
     if prepared.mode.name in ("GREY", "GREY_ALPHA"):
         luma = out.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         out = np.where(hole, np.clip(luma + 0.5, 0, 255).astype(np.uint8), prepared.rgb[..., 0])

@@ -254,6 +254,12 @@ def test_python_api_forms(model, image, tmp_path):
     out = gancodec.inpaint(rgba, mask, model=model)
     assert out.shape == rgba.shape and np.array_equal(out[..., 3], rgba[..., 3])
     assert np.array_equal(gancodec.inpaint(image, np.zeros_like(mask), model=model, allow_empty=True), image)
+    # a caller's array is never filled in place; pixels read from a file are (same result)
+    before = image.copy()
+    from_array = gancodec.inpaint(image, mask, model=model)
+    assert np.array_equal(image, before)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    assert np.array_equal(gancodec.inpaint(tmp_path / "in.png", mask, model=model), from_array)
 
 
 # -- command line ------------------------------------------------------------------------------------
