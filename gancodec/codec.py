@@ -359,8 +359,7 @@ class Codec:
                     raise UserError("image gives latent values beyond what the format can store")
                 keep = slice(None) if not context_pass else ~anchor_mask(a1 - a0, b1 - b0, a0, b0)
                 values = q.numpy()[..., keep]
-                if symbols.dtype != np.int32 and not _fits_int16(values):
-                    symbols = symbols.astype(np.int32)
+                symbols = coder.widened(symbols, values)
                 symbols[..., a0:a1, b0:b1][..., keep] = values
                 indices[..., a0:a1, b0:b1][..., keep] = idx.numpy()[..., keep]
         z_stream, z_esc = coder.encode(z_int.long().numpy(), self._z_indices(z_int.shape), self.z_tables)
@@ -682,13 +681,6 @@ class Codec:
             raise
         except Exception:  # noqa: BLE001 - Pillow raises many types on damaged data; all mean one thing
             raise CorruptFileError("alpha stream is damaged") from None
-
-
-_INT16 = np.iinfo(np.int16)
-
-
-def _fits_int16(values: np.ndarray) -> bool:
-    return not values.size or (int(values.min()) >= _INT16.min and int(values.max()) <= _INT16.max)
 
 
 def read_metadata(data: bytes | Container) -> dict[str, bytes]:

@@ -219,9 +219,10 @@ class StreamDecoder:
                     raise CorruptFileError("entropy-coded data refers to missing escape values")
                 values[escaped] = self.escape_values[self.used_escapes : self.used_escapes + n_esc]
                 self.used_escapes += n_esc
-                if flat.dtype != np.int32 and n_esc and not _fits(values, flat.dtype):
-                    out = out.astype(np.int32)  # a value beyond int16: widen once, keep going
-                    flat = out.reshape(-1)
+                if n_esc:  # only an escape can lie beyond int16
+                    wider = widened(out, values)
+                    if wider is not out:
+                        out, flat = wider, wider.reshape(-1)
                 flat[s:e][here] = values
         return out
 
@@ -230,6 +231,12 @@ class StreamDecoder:
             raise CorruptFileError("entropy-coded data has unused escape values")
 
 
-def _fits(values: np.ndarray, dtype: np.dtype) -> bool:
-    info = np.iinfo(dtype)
-    return not values.size or (int(values.min()) >= info.min and int(values.max()) <= info.max)
+def widened(symbols: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``symbols``, or an int32 copy of it if ``values`` do not fit its dtype: the codec holds a
+    latent's symbols in int16 while they fit, and widens the moment one does not."""
+    if symbols.dtype == np.int32 or not values.size:
+        return symbols
+    info = np.iinfo(symbols.dtype)
+    if int(values.min()) >= info.min and int(values.max()) <= info.max:
+        return symbols
+    return symbols.astype(np.int32)
