@@ -113,7 +113,7 @@ def _map_large_blocks() -> Iterator[None]:
             libc.mallopt(_M_MMAP_THRESHOLD, _LARGE_BLOCK)
             libc.mallopt(_M_MMAP_MAX, _GLIBC_MMAP_MAX)
             # and the top of the heap goes back to the system as it frees (a tuned process keeps
-            # it: 300–400 MB more at the peak of a 48 MP compress, the windows' float64 temporaries)
+            # it: the entropy windows' float64 temporaries stayed resident through a large compress)
             libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_TRIM_THRESHOLD)
             libc.malloc_trim(0)  # what a tuned heap kept (e.g. from reading the image) goes back first
     try:
