@@ -228,6 +228,9 @@ def _add_train_inpaint(tsub) -> None:
     p.add_argument("--downs", type=int, default=3, help="stride-2 stages")
     p.add_argument("--blocks", type=int, default=4, help="FFC residual blocks")
     p.add_argument("--ratio", type=float, default=0.75, help="share of channels on the Fourier branch")
+    p.add_argument("--refine", type=int, default=None, metavar="N",
+                   help="channels of the full-resolution refinement branch (default 32 for a new run; "
+                        "with --init: the init run's, or add a branch to a network without one)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3, help="generator learning rate")

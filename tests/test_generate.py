@@ -157,6 +157,45 @@ def test_latent_code_trains_resumes_and_reads_back(tmp_path, mnist_dir):
     assert _train(mnist_dir, tmp_path / "bad2", "ns", 2, "--latent-codes", "3", "--conditional") == 2
 
 
+def test_diffaugment_transforms_are_differentiable_and_exact():
+    """Translation moves content by whole pixels over zeros; cutout zeros one half-side square."""
+    from gancodec.gan.augment import cutout, diff_augment, parse_policy, translation
+
+    torch.manual_seed(0)
+    x = torch.arange(1.0, 65.0).view(1, 1, 8, 8).repeat(16, 1, 1, 1)
+    for img in translation(x):  # each is a shift of the original by at most 1/8 of the side
+        shifts = [(dy, dx) for dy in range(-1, 2) for dx in range(-1, 2)
+                  if torch.equal(img[0], _shifted(x[0, 0], dy, dx))]
+        assert len(shifts) == 1
+    zeros = (cutout(torch.ones(64, 1, 8, 8)) == 0).sum(dim=(1, 2, 3))
+    assert zeros.max() == 16 and zeros.min() > 0  # a 4×4 square, clipped where it hangs over an edge
+    y = torch.rand(4, 3, 8, 8, requires_grad=True)
+    diff_augment(y, parse_policy("translation,cutout,color")).sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+    assert parse_policy("") == () and parse_policy(None) == ()
+    with pytest.raises(ValueError, match="unknown DiffAugment policy flip"):
+        parse_policy("translation,flip")
+
+
+def _shifted(img: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    out = torch.zeros_like(img)
+    h, w = img.shape
+    out[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = img[max(0, dy) : h - max(0, -dy),
+                                                                           max(0, dx) : w - max(0, -dx)]
+    return out
+
+
+def test_diffaugment_trains_and_resume_keeps_the_policy(tmp_path, mnist_dir):
+    run = tmp_path / "da"
+    assert _train(mnist_dir, run, "lsgan", 2, "--diffaugment", "translation,cutout") == 0
+    assert _train(mnist_dir, run, "lsgan", 4, "--resume") == 0  # the run's policy, not the command line's
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["recipe"]["diffaugment"] == ["translation", "cutout"] and state["step"] == 4
+    assert _train(mnist_dir, tmp_path / "gp", "wgan-gp", 2, "--diffaugment", "translation") == 0
+    assert _train(mnist_dir, tmp_path / "bad", "began", 2, "--diffaugment", "translation") == 2
+    assert _train(mnist_dir, tmp_path / "bad2", "lsgan", 2, "--diffaugment", "rotate") == 2
+
+
 def test_latent_code_model_samples_every_code_reproducibly(models):
     import gancodec
     from gancodec.generator import latent_codes

@@ -110,6 +110,30 @@ def test_train_step_is_autocast_safe():
     assert all(np.isfinite(v) for v in scalars.values()) and scalars["r1"] >= 0
 
 
+def test_refinement_branch_starts_from_the_init_networks_output(folder, tmp_path, capsys):
+    """--refine N on an --init run without the branch: same output to the bit at step 0, and the
+    branch is saved; a run whose branch has another width is refused."""
+    from gancodec.models.inpaint import InpaintConfig
+    from gancodec.training.run import _with_refinement
+
+    torch.manual_seed(0)
+    plain = InpaintConfig(width=4, blocks=1, refine=0).build().eval()
+    config, grown = _with_refinement(plain.config, plain, 6)
+    x, m = torch.rand(2, 3, 16, 24), (torch.rand(2, 1, 16, 24) > 0.7).float()
+    with torch.no_grad():
+        assert torch.equal(plain(x, m), grown.eval()(x, m)) and config.refine == 6
+    base, grown_run = tmp_path / "base", tmp_path / "grown"
+    data = ["--data", str(folder)]
+    assert main(["train", "inpaint", *data, "--steps", "1", "--refine", "0", "--out", str(base), *TINY]) == 0
+    assert main(["train", "inpaint", *data, "--steps", "1", "--init", str(base), "--refine", "4",
+                 "--out", str(grown_run), *TINY]) == 0
+    state = torch.load(grown_run / "checkpoint.pt", weights_only=False)
+    assert state["config"]["refine"] == 4 and "refine.body.0.weight" in state["nets"]["generator"]
+    assert main(["train", "inpaint", *data, "--steps", "1", "--init", str(grown_run), "--refine", "8",
+                 "--out", str(tmp_path / "bad"), *TINY]) == 2
+    assert "already has a 4-channel refinement branch" in capsys.readouterr().err
+
+
 def test_generator_any_stride_multiple():
     from gancodec.models.inpaint import InpaintConfig
 

@@ -13,6 +13,9 @@ One trainer step is one generator update. Per loss:
   Q) and G add ``info_weight`` × the cross-entropy of that prediction — the lower bound of the
   mutual information between code and image — to their losses. Q learns on the fakes of the D
   update and G on those of its own update, so a step costs no extra forward pass.
+* ``augment`` (DiffAugment, :mod:`gancodec.gan.augment`; not with BEGAN): every image the
+  discriminator sees, real or generated, in its update and in the generator's, goes through the
+  same random differentiable transforms — the data-efficient GAN recipe for 10,000 training digits.
 * ``began`` — the discriminator is an autoencoder; L_D = L(x) − k_t·L(G(z)), L_G = L(G(z)),
   k_t follows the equilibrium rule with γ = 0.75, λ_k = 0.001, and M_global is logged.
 
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..gan import losses
+from ..gan.augment import diff_augment
 from ..models.dcgan import GANConfig
 from ..precision import fp32_region
 from .trainer import Task, unwrap
@@ -104,14 +108,18 @@ class Evaluator:
 class GANTask(Task):
     def __init__(self, config: GANConfig, loss: str = "hinge", ema: bool = True, lr: float | None = None,
                  n_critic: int | None = None, gp_weight: float = 10.0, gamma: float = 0.75, lambda_k: float = 0.001,
-                 evaluator: Evaluator | None = None, eval_every: int = 0, seed: int = 0, info_weight: float = 1.0):
+                 evaluator: Evaluator | None = None, eval_every: int = 0, seed: int = 0, info_weight: float = 1.0,
+                 augment: tuple[str, ...] = ()):
         if loss not in GAN_LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(GAN_LOSSES)}")
         if config.latent_codes and (loss in ("wgan-gp", "began") or (n_critic or 1) > 1):
             raise ValueError("a latent code (InfoGAN) is trained with the ns, hinge or lsgan loss")
         if (loss == "began") != config.began:
             raise ValueError("the began loss goes with BEGAN's autoencoder discriminator (config.began)")
+        if augment and loss == "began":
+            raise ValueError("DiffAugment is not used with BEGAN (its discriminator reconstructs its input)")
         self.config, self.loss = config, loss
+        self.augment = tuple(augment)
         self.ema_network = "generator" if ema else None
         base_lr, b1, b2, critic = RECIPES[loss]
         self.lr, self.betas = lr or base_lr, (b1, b2)
@@ -159,16 +167,21 @@ class GANTask(Task):
     def _d_forward(self, D, images, labels):
         return D(images, labels) if labels is not None else D(images)
 
+    def _aug(self, images: torch.Tensor) -> torch.Tensor:
+        """What the discriminator is shown: ``images`` through the DiffAugment policy, if any."""
+        return diff_augment(images, self.augment) if self.augment else images
+
     def _step(self, G, D, opts, x, y) -> dict[str, float]:
         """One D and one G update, sharing one generator forward (pytorch/examples dcgan)."""
         n = x.shape[0]
         fake = G(self._noise(n, x.device), y)
-        logits = self._d_forward(D, torch.cat([x, fake.detach()]), None if y is None else torch.cat([y, y])).float()
+        logits = self._d_forward(D, self._aug(torch.cat([x, fake.detach()])),
+                                 None if y is None else torch.cat([y, y])).float()
         d_loss = losses.d_loss(self.loss, logits[:n], logits[n:])
         opts["disc"].zero_grad(set_to_none=True)
         d_loss.backward()
         opts["disc"].step()
-        g_loss = losses.g_loss(self.loss, self._d_forward(D, fake, y).float())
+        g_loss = losses.g_loss(self.loss, self._d_forward(D, self._aug(fake), y).float())
         opts["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
         opts["generator"].step()
@@ -180,14 +193,14 @@ class GANTask(Task):
         n = x.shape[0]
         codes = torch.randint(self.config.latent_codes, (n,), device=x.device)
         fake = G(self._noise(n, x.device), codes)
-        logits, code_logits = D(torch.cat([x, fake.detach()]), with_codes=True)
+        logits, code_logits = D(self._aug(torch.cat([x, fake.detach()])), with_codes=True)
         logits = logits.float()
         info_d = F.cross_entropy(code_logits[n:].float(), codes)
         d_loss = losses.d_loss(self.loss, logits[:n], logits[n:])
         opts["disc"].zero_grad(set_to_none=True)
         (d_loss + self.info_weight * info_d).backward()
         opts["disc"].step()
-        fake_logits, code_logits = D(fake, with_codes=True)
+        fake_logits, code_logits = D(self._aug(fake), with_codes=True)
         info_g = F.cross_entropy(code_logits.float(), codes)
         g_loss = losses.g_loss(self.loss, fake_logits.float())
         opts["generator"].zero_grad(set_to_none=True)
@@ -203,7 +216,8 @@ class GANTask(Task):
         labels = y.chunk(self.n_critic) if y is not None else [None] * len(chunks)
         for xr, yr in zip(chunks, labels):
             with torch.no_grad():
-                fake = G(self._noise(xr.shape[0], x.device), yr)
+                fake = self._aug(G(self._noise(xr.shape[0], x.device), yr))
+            xr = self._aug(xr)
             n = xr.shape[0]
             logits = self._d_forward(D, torch.cat([xr, fake]), None if yr is None else torch.cat([yr, yr])).float()
             wdist = logits[:n].mean() - logits[n:].mean()
@@ -214,7 +228,7 @@ class GANTask(Task):
             opts["disc"].step()
         yg = labels[-1]
         fake = G(self._noise(chunks[-1].shape[0], x.device), yg)
-        g_loss = losses.g_loss("wgan", self._d_forward(D, fake, yg).float())
+        g_loss = losses.g_loss("wgan", self._d_forward(D, self._aug(fake), yg).float())
         opts["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
         opts["generator"].step()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,7 @@ def load_gan_checkpoint(path: Path, ema: bool = True):
 
 def train_gan(args) -> Path:
     """``gancodec train gan``: a DCGAN-family generator on MNIST (``mnist:DIR``) or an image folder."""
+    from ..gan.augment import parse_policy
     from ..generation.data import is_mnist_spec, load_mnist, mnist_folder, open_training_data, to_tensor
     from ..models.dcgan import GANConfig
     from .gan_task import RECIPES, Evaluator, GANTask
@@ -178,6 +180,10 @@ def train_gan(args) -> Path:
     out = Path(args.out)
     loss, conditional, sn, codes = args.loss, args.conditional, args.spectral_norm, args.latent_codes
     width, g_depth, d_depth = args.width, args.g_depth, args.d_depth
+    try:
+        augment = parse_policy(args.diffaugment)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     ckpt = out / "checkpoint.pt"
     if args.resume and ckpt.exists():  # the run's own settings win over the command line's
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -185,6 +191,7 @@ def train_gan(args) -> Path:
         loss, conditional = state["loss"], saved["num_classes"] > 0
         sn, codes = saved["spectral_norm"], saved.get("latent_codes", 0)
         width, g_depth, d_depth = saved["width"], saved.get("g_depth", 0), saved.get("d_depth", 0)
+        augment = tuple(state.get("recipe", {}).get("diffaugment") or ())
     if codes and conditional:
         raise UserError("--latent-codes is for unconditional models; drop --conditional")
     if codes and loss not in ("ns", "hinge", "lsgan"):
@@ -207,12 +214,16 @@ def train_gan(args) -> Path:
         held, _ = load_mnist(f"mnist:{folder}", "heldout")
         evaluator = Evaluator(to_tensor(held), n=args.eval_n, nz=config.nz, conditional=conditional,
                               judge=args.judge, codes=codes)
-    task = GANTask(config, loss=loss, ema=args.ema, lr=args.lr, n_critic=n_critic, evaluator=evaluator,
-                   eval_every=args.eval_every, seed=args.seed + rank, info_weight=args.info_weight)
+    try:
+        task = GANTask(config, loss=loss, ema=args.ema, lr=args.lr, n_critic=n_critic, evaluator=evaluator,
+                       eval_every=args.eval_every, seed=args.seed + rank, info_weight=args.info_weight,
+                       augment=augment)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     recipe = {"loss": loss, "lr": task.lr, "betas": list(task.betas), "n_critic": task.n_critic,
               "latent_codes": codes, "info_weight": args.info_weight if codes else None,
               "batch_size": args.batch_size, "ema": args.ema, "ema_decay": args.ema_decay,
-              "spectral_norm": sn, "lr_decay_at": args.lr_decay_at}
+              "spectral_norm": sn, "lr_decay_at": args.lr_decay_at, "diffaugment": list(augment)}
     trainer = Trainer(task, data, TrainConfig(
         steps=args.steps, out_dir=out, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
         log_every=args.log_every, resume=args.resume, progress=not args.no_progress, lr_decay_at=args.lr_decay_at,
@@ -242,6 +253,19 @@ def train_judge_cli(args) -> Path:
     return Path(args.out)
 
 
+def _with_refinement(config, generator: nn.Module, channels: int):
+    """An ``--init`` network without a refinement branch, given one (``--refine N``). The branch's
+    output layer starts at zero, so the new network's output is the old one's to the bit."""
+    if config.refine:
+        raise UserError(f"the --init run already has a {config.refine}-channel refinement branch; "
+                        "drop --refine or pass that width")
+    config = replace(config, refine=channels)
+    grown = config.build()
+    missing, unexpected = grown.load_state_dict(generator.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("refine.") for k in missing), (missing, unexpected)
+    return config, grown
+
+
 def train_inpaint(args) -> Path:
     """``gancodec train inpaint``: fidelity stage, then gan stage from ``--init``."""
     from ..models.inpaint import InpaintConfig
@@ -254,8 +278,11 @@ def train_inpaint(args) -> Path:
         config = InpaintConfig.from_dict(state["config"])
     elif args.init:
         config, generator = load_init_generator(Path(args.init), InpaintConfig, "inpaint", "an inpainting run")
+        if args.refine is not None and args.refine != config.refine:
+            config, generator = _with_refinement(config, generator, args.refine)
     else:
-        config = InpaintConfig(width=args.width, downs=args.downs, blocks=args.blocks, ratio=args.ratio)
+        config = InpaintConfig(width=args.width, downs=args.downs, blocks=args.blocks, ratio=args.ratio,
+                               refine=32 if args.refine is None else args.refine)
     if args.crop % config.stride:
         raise UserError(f"--crop must be a multiple of the network's stride {config.stride}")
     try:
