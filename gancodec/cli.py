@@ -214,7 +214,7 @@ def _enhance(args) -> int:
         raise UserError(f"no {name} weights in this installation: train a model with "
                         f"`gancodec train {kind}`, export it and pass --model FOLDER")
     model = load_enhancer(name, kind, scale)
-    rgb = to_rgb_array(open_image(args.input, args.max_pixels))
+    rgb = to_rgb_array(open_image(args.input, args.max_pixels, decode=False))
     out = model.run(rgb, realism=args.realism, progress=not args.no_progress, self_ensemble=args.self_ensemble,
                     **({"task": args.task, "strength": args.strength} if kind == "restore" else {}))
     save_image(args.output, out)
@@ -289,7 +289,7 @@ def _inpaint_one(model, image_path, mask_arg, args, output) -> None:
     from .inpaint_masks import scratch_mask
     from .inpainting import box_mask, inpaint_image, parse_box
 
-    img = open_image(image_path, args.max_pixels)
+    img = open_image(image_path, args.max_pixels, decode=False)  # a plain PNG is streamed when read
     if args.box:
         mask = box_mask([parse_box(b) for b in args.box], (img.height, img.width))
     elif args.scratches is not None:

@@ -39,7 +39,7 @@ from .entropy import coder
 from .entropy.coder import TableSet
 from .entropy.context import CONTEXT_KERNEL, anchor_mask
 from .errors import CorruptFileError, ModelMismatchError, UserError
-from .imageio import apply_orientation, atomic_output, has_alpha, is_greyscale, open_image, save_image, to_rgb_array
+from .imageio import apply_orientation, atomic_output, has_alpha, is_greyscale, open_image, save_image, to_rgb_alpha
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite
 from .models.integer import ExactSynthesis, IntegerContext, IntegerHyperSynthesis, upsampling_start
@@ -96,15 +96,14 @@ def prepare_image(image, max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_metad
     EXIF too. Anything above ``max_pixels`` (None: no limit) is refused."""
     icc = exif = None
     if isinstance(image, (str, Path)):
-        image = open_image(image, max_pixels)
+        image = open_image(image, max_pixels, decode=False)  # a plain PNG streams below
     if isinstance(image, Image.Image):
         check_pixels(*image.size, max_pixels)
         image = apply_orientation(image)
         grey = is_greyscale(image)
         icc, exif = _metadata(image, grey, keep_metadata)
-        alpha = np.asarray(image.convert("RGBA").getchannel("A")) if has_alpha(image) else None
-        rgb = to_rgb_array(image)  # made in bands: never a second whole copy of the pixels
-        image = None  # Pillow's copy of the pixels can go now
+        rgb, alpha = to_rgb_alpha(image, has_alpha(image))  # in bands: never a second whole copy
+        image = None  # Pillow's copy of the pixels (if it made one) can go now
     else:
         arr = np.asarray(image)
         if arr.dtype != np.uint8:

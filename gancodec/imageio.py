@@ -24,6 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
 from .limits import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels, resolve
+from .pngstream import PngError, read_bands, read_layout
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 ORIENTATION_TAG = 0x0112
@@ -43,9 +44,14 @@ def _let_pillow_open(max_pixels: int | None) -> None:
         Image.MAX_IMAGE_PIXELS = -(-limit // 2)
 
 
-def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, decode: bool = True) -> Image.Image:
     """Open and decode an image file, upright (EXIF orientation applied). A file declaring more
-    than ``max_pixels`` pixels is refused from its header, before its pixels are decoded."""
+    than ``max_pixels`` pixels is refused from its header, before its pixels are decoded.
+
+    ``decode=False`` leaves a plain 8-bit PNG that needs no rotation undecoded, for
+    :func:`to_rgb_array` / :func:`to_rgb_alpha` to stream band by band (never the whole image in
+    Pillow's 4 bytes a pixel); other files are decoded as with ``decode=True``. The image's
+    chunks are checked either way (a damaged file is refused here, its pixel data as it is read)."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"input file not found: {path}")
@@ -57,8 +63,9 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides
             img = Image.open(path)
         check_pixels(*img.size, max_pixels, what=f"image {path}")  # header only so far
-        img.load()
-        img = apply_orientation(img)
+        if decode or not _stream_later(img):
+            img.load()
+            img = apply_orientation(img)
     except ImageTooLargeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -76,9 +83,50 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
     return img
 
 
+def _is_undecoded_png(img: Image.Image) -> bool:
+    """A PNG opened from a file whose pixels Pillow has not decoded yet (its tile list is
+    emptied by ``load``)."""
+    return img.format == "PNG" and bool(getattr(img, "tile", None)) and bool(getattr(img, "filename", ""))
+
+
+def _orientation(exif: bytes | None) -> int:
+    if not exif:
+        return 1
+    try:
+        ex = Image.Exif()
+        ex.load(exif if exif.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + exif)
+        return int(ex.get(ORIENTATION_TAG, 1) or 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block leaves the pixels as stored
+        return 1
+
+
+def _stream_later(img: Image.Image) -> bool:
+    """Whether ``img`` (just opened) is a PNG :func:`to_rgb_alpha` can stream: plain 8-bit,
+    not interlaced, upright. Its EXIF block is put in ``info`` even when the file has it after
+    the image data (where Pillow finds it only while decoding)."""
+    if not _is_undecoded_png(img):
+        return False
+    layout = read_layout(img.filename)
+    if layout is None or not layout.streamable or (layout.width, layout.height) != img.size:
+        return False
+    if layout.exif is not None:
+        img.info.setdefault("exif", layout.exif)
+    return _orientation(layout.exif) not in range(2, 9)
+
+
 def apply_orientation(img: Image.Image) -> Image.Image:
     """The image as it is meant to be seen: EXIF orientation 2..8 applied to the pixels, and
     the orientation in the kept EXIF reset to 1 so nothing downstream rotates it twice."""
+    if _is_undecoded_png(img):
+        # Pillow decodes a PNG whole to look for an EXIF block after its image data
+        try:
+            layout = read_layout(img.filename)
+        except (OSError, PngError):
+            layout = None
+        if layout is not None and _orientation(layout.exif) not in range(2, 9):
+            if layout.exif is not None:
+                img.info.setdefault("exif", layout.exif)
+            return img
     try:
         orientation = img.getexif().get(ORIENTATION_TAG, 1)
     except Exception:  # noqa: BLE001 - a damaged EXIF block must not make the pixels unreadable
@@ -130,28 +178,57 @@ _BAND_BYTES = 1 << 24  # pixels converted per band: ~16 MB of RGB
 
 
 def to_rgb_array(img: Image.Image, writable: bool = True) -> np.ndarray:
-    """(H, W, 3) uint8. 16-bit and float greyscale are scaled down to 8 bits.
+    """(H, W, 3) uint8. 16-bit and float greyscale are scaled down to 8 bits. See
+    :func:`to_rgb_alpha`; ``writable`` is kept for callers of earlier versions: the array is
+    always the caller's own."""
+    return to_rgb_alpha(img, alpha=False)[0]
 
-    Made band by band: ``np.asarray`` of a whole Pillow image goes through ``tobytes``, which
-    holds the pixels twice (its chunks and their join) beside Pillow's own 4 bytes a pixel, and
-    a mode conversion makes a whole converted image first: 10 bytes a pixel or more at once, a
-    GB for a 108 MP photo. In bands the peak is Pillow's image plus the array. ``writable`` is
-    kept for callers of earlier versions: the array is always the caller's own."""
+
+def to_rgb_alpha(img: Image.Image, alpha: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """(H, W, 3) uint8 colour and, if ``alpha``, the (H, W) uint8 alpha (opaque where the image
+    has none), made band by band. An undecoded plain PNG (``open_image(..., decode=False)``) is
+    streamed from its file (:mod:`gancodec.pngstream`): the peak is the arrays themselves.
+    Otherwise Pillow's decoded image is converted in bands: ``np.asarray`` of a whole Pillow
+    image goes through ``tobytes``, which holds the pixels twice beside Pillow's own 4 bytes a
+    pixel, and a mode conversion makes a whole converted image first (10 bytes a pixel or more:
+    a GB for a 108 MP photo); in bands the peak is Pillow's image plus the arrays."""
     if img.mode in ("I", "I;16", "F"):
         arr = np.asarray(img, dtype=np.float64)
         peak = 65535.0 if arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / peak * 255 + 0.5, 0, 255).astype(np.uint8))
     w, h = img.size
-    out = np.empty((h, w, 3), dtype=np.uint8)
+    rgb = np.empty((h, w, 3), dtype=np.uint8)
+    a = np.empty((h, w), dtype=np.uint8) if alpha else None
+    r0 = 0
+    try:
+        for band in _bands(img):
+            r1 = r0 + band.height
+            rgb[r0:r1] = np.asarray(band if band.mode == "RGB" else band.convert("RGB"), dtype=np.uint8)
+            if a is not None:
+                a[r0:r1] = np.asarray(band.convert("RGBA").getchannel("A"))
+            r0 = r1
+    except PngError as exc:
+        raise UserError(f"cannot read image {img.filename}: {exc}") from None
+    if r0 != h:
+        raise UserError(f"cannot read image {getattr(img, 'filename', '')}: {r0} of {h} rows")
+    return rgb, a
+
+
+def _bands(img: Image.Image) -> Iterator[Image.Image]:
+    """``img`` as Pillow images of whole rows (~16 MB each), top to bottom."""
+    if _is_undecoded_png(img):
+        layout = read_layout(img.filename)
+        if layout is not None and layout.streamable and (layout.width, layout.height) == img.size:
+            yield from read_bands(img.filename, layout)
+            return
+    w, h = img.size
     rows = max(1, _BAND_BYTES // (3 * w))
     for r0 in range(0, h, rows):
-        band = img.crop((0, r0, w, min(h, r0 + rows)))
-        out[r0 : r0 + rows] = np.asarray(band if band.mode == "RGB" else band.convert("RGB"), dtype=np.uint8)
-    return out
+        yield img.crop((0, r0, w, min(h, r0 + rows)))
 
 
 def load_rgb_array(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    return to_rgb_array(open_image(path, max_pixels))
+    return to_rgb_array(open_image(path, max_pixels, decode=False))
 
 
 @contextlib.contextmanager

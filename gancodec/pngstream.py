@@ -1,4 +1,5 @@
-"""A streaming PNG writer: bands of rows in, a PNG file out, never the whole image in memory.
+"""Streaming PNG: a writer (bands of rows in, a file out) and a reader (a file in, bands of
+rows out), never the whole image in memory.
 
 Pillow writes a PNG from a whole image (and holds RGB at 4 bytes a pixel besides the caller's
 array), so a decoder that hands its output to Pillow needs about 7 bytes a pixel at the end
@@ -9,15 +10,29 @@ Every row uses the Paeth filter. Choosing a filter per row (libpng's and Pillow'
 saves a few per cent on some images; Paeth alone is what that heuristic picks on most rows of
 a photo, and unlike the choice it vectorises over a whole band (the encoder's predictor reads
 only raw bytes, all known).
+
+Pillow also *decodes* a PNG whole (4 bytes a pixel for RGB) before a caller can copy a single
+row out, so reading a 108 MP photo held ~7 bytes a pixel at its peak. :func:`read_bands` walks
+the file's chunks itself, inflates the IDAT stream incrementally, and hands each band of
+filtered scanlines to Pillow as a small PNG of its own: the band's first scanline may be
+filtered against the row above it, so the band's PNG starts with that row, raw (filter type 0),
+and the caller drops it. Pillow's own decoder unfilters every row, so the pixels are Pillow's to
+the bit. Plain 8-bit non-interlaced PNGs (grey, grey+alpha, RGB, RGBA, 8-bit palette) stream;
+anything else (16-bit, 1/2/4-bit, Adam7) is left to Pillow (:func:`read_layout` says which).
 """
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from PIL import Image
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels → PNG colour type (grey, grey+alpha, RGB, RGBA)
@@ -105,3 +120,151 @@ class PngWriter:
         if self._pending_bytes >= _IDAT_BYTES or (final and self._pending_bytes):
             self.fh.write(_chunk(b"IDAT", b"".join(self._pending)))
             self._pending, self._pending_bytes = [], 0
+
+
+# -- reading ---------------------------------------------------------------------------------------
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type → bytes a pixel at bit depth 8
+_KEPT = (b"PLTE", b"tRNS")  # chunks a band's PNG needs to decode like the whole file
+_READ_BYTES = 1 << 20  # IDAT bytes read from the file at a time
+_BAND_BYTES = 1 << 24  # raw bytes a band holds: ~16 MB
+
+
+class PngError(ValueError):
+    """The file is not a well-formed PNG (bad signature, chunk, CRC or image data)."""
+
+
+@dataclass
+class PngLayout:
+    """What :func:`read_bands` needs from a PNG's chunks: its header, the chunks that change how
+    pixels decode, the EXIF block (wherever it is) and where the image data lies."""
+
+    width: int
+    height: int
+    bit_depth: int
+    colour_type: int
+    interlace: int
+    kept: list[tuple[bytes, bytes]] = field(default_factory=list)
+    exif: bytes | None = None
+    idat: list[tuple[int, int]] = field(default_factory=list)  # (offset, length) of each IDAT's data
+
+    @property
+    def streamable(self) -> bool:
+        return self.bit_depth == 8 and self.interlace == 0 and self.colour_type in _CHANNELS and bool(self.idat)
+
+    @property
+    def stride(self) -> int:
+        """Bytes of one filtered scanline: the filter type, then the raw row."""
+        return 1 + self.width * _CHANNELS[self.colour_type]
+
+
+def read_layout(path: str | Path) -> PngLayout | None:
+    """The layout of a PNG file from its chunk headers (the image data is skipped, not read), or
+    None when it is not a PNG. A damaged chunk structure raises :class:`PngError`."""
+    with open(path, "rb") as fh:
+        if fh.read(8) != _SIGNATURE:
+            return None
+        size = fh.seek(0, io.SEEK_END)
+        fh.seek(8)
+        layout: PngLayout | None = None
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise PngError("the file ends before its IEND chunk")
+            length, kind = struct.unpack(">I4s", head)
+            start = fh.tell()
+            if length > 2**31 - 1 or start + length + 4 > size:
+                raise PngError(f"chunk {kind!r} runs past the end of the file")
+            if kind == b"IDAT":
+                if layout is None:
+                    raise PngError("image data before the header")
+                layout.idat.append((start, length))
+                fh.seek(length + 4, io.SEEK_CUR)
+                continue
+            data = None
+            if kind in (b"IHDR", b"eXIf", *_KEPT):
+                data = fh.read(length)
+                if struct.unpack(">I", fh.read(4))[0] != zlib.crc32(kind + data):
+                    raise PngError(f"chunk {kind.decode('latin-1')} fails its CRC")
+            else:
+                fh.seek(length + 4, io.SEEK_CUR)
+            if kind == b"IHDR":
+                if length != 13:
+                    raise PngError("bad IHDR chunk")
+                w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data)
+                if not (w and h):
+                    raise PngError("the header declares an empty image")
+                layout = PngLayout(w, h, depth, colour, interlace)
+            elif layout is None:
+                raise PngError("the first chunk is not IHDR")
+            elif kind in _KEPT:
+                layout.kept.append((kind, data))
+            elif kind == b"eXIf":
+                layout.exif = data
+            elif kind == b"IEND":
+                return layout
+
+
+def read_bands(path: str | Path, layout: PngLayout, band_bytes: int = _BAND_BYTES) -> Iterator[Image.Image]:
+    """The image of a :attr:`~PngLayout.streamable` PNG as Pillow images of whole rows, top to
+    bottom, each about ``band_bytes`` of raw pixels; see the module docstring. Damaged image
+    data (CRC, zlib stream, too few or too many bytes) raises :class:`PngError`."""
+    if not layout.streamable:
+        raise ValueError("read_bands takes a plain 8-bit non-interlaced PNG")
+    stride = layout.stride
+    total = stride * layout.height
+    rows_per_band = max(1, band_bytes // stride)
+    inflate = zlib.decompressobj()
+    pending = bytearray()
+    produced = 0
+    previous: bytes | None = None  # raw bytes of the row above the next band
+    emitted = 0
+
+    def band(count: int) -> Image.Image:
+        nonlocal previous, emitted
+        data = bytes(pending[: count * stride])
+        del pending[: count * stride]
+        prefix = b"" if previous is None else b"\x00" + previous
+        rows = count + (previous is not None)
+        ihdr = struct.pack(">IIBBBBB", layout.width, rows, 8, layout.colour_type, 0, 0, 0)
+        png = b"".join([_SIGNATURE, _chunk(b"IHDR", ihdr), *(_chunk(k, d) for k, d in layout.kept),
+                        _chunk(b"IDAT", zlib.compress(prefix + data, 0)), _chunk(b"IEND", b"")])
+        try:
+            img = Image.open(io.BytesIO(png))
+            img.load()
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise PngError(f"bad image data: {exc}") from None
+        previous = np.asarray(img)[-1].tobytes()
+        emitted += count
+        return img.crop((0, 1, layout.width, rows)) if rows > count else img
+
+    with open(path, "rb") as fh:
+        for offset, length in layout.idat:
+            fh.seek(offset - 4)
+            crc = zlib.crc32(fh.read(4))  # the chunk type
+            left = length
+            while left:
+                piece = fh.read(min(left, _READ_BYTES))
+                if not piece:
+                    raise PngError("the file ends inside its image data")
+                left -= len(piece)
+                crc = zlib.crc32(piece, crc)
+                while piece:
+                    try:
+                        out = inflate.decompress(piece, max(1, total - produced))
+                    except zlib.error as exc:
+                        raise PngError(f"bad image data: {exc}") from None
+                    piece = inflate.unconsumed_tail
+                    produced += len(out)
+                    pending += out
+                    if produced >= total and piece:
+                        raise PngError("more image data than the header declares")
+                    while len(pending) >= rows_per_band * stride:
+                        yield band(rows_per_band)
+            if struct.unpack(">I", fh.read(4))[0] != crc:
+                raise PngError("an IDAT chunk fails its CRC")
+    if produced != total or not inflate.eof:
+        raise PngError(f"image data holds {produced} of the {total} bytes its header declares")
+    if pending:
+        yield band(len(pending) // stride)
+    if emitted != layout.height:
+        raise PngError("image data ends inside a row")

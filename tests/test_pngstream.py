@@ -136,3 +136,108 @@ def test_a_decode_failing_midway_leaves_no_file(tiny_codec, photo, tmp_path, mon
     with pytest.raises(CorruptFileError):
         gancodec.decompress_to_file(data, tmp_path / "out.png", model=tiny_codec)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the streaming reader ----------------------------------------------------------------------------
+def _pillow_file(tmp_path, mode: str, seed: int = 1, **save) -> tuple:
+    img = _image(97, 131, 4, seed)
+    pil = {"RGB": lambda: Image.fromarray(img[..., :3]), "RGBA": lambda: Image.fromarray(img),
+           "L": lambda: Image.fromarray(img[..., 0]), "LA": lambda: Image.fromarray(img[..., :2], "LA"),
+           "P": lambda: Image.fromarray(img[..., :3]).quantize(200)}[mode]()
+    path = tmp_path / f"{mode}.png"
+    pil.save(path, **save)
+    return path, Image.open(path)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P"])
+def test_reader_bands_equal_pillows_decode(tmp_path, mode):
+    """Any band size, any of Pillow's filters, and the first row of a band filtered against the
+    previous band's last: the pixels are Pillow's to the bit, and the bands keep the mode."""
+    from gancodec.pngstream import read_bands, read_layout
+
+    path, ref = _pillow_file(tmp_path, mode, **({"transparency": 7} if mode == "P" else {}))
+    layout = read_layout(path)
+    assert layout.streamable
+    for band_bytes in (1, 500, 10_000, 1 << 24):
+        bands = list(read_bands(path, layout, band_bytes))
+        assert {b.mode for b in bands} == {ref.mode}
+        assert np.array_equal(np.concatenate([np.asarray(b) for b in bands]), np.asarray(ref))
+        if mode == "P":  # the palette and its transparency travel with every band
+            assert np.array_equal(np.concatenate([np.asarray(b.convert("RGBA")) for b in bands]),
+                                  np.asarray(ref.convert("RGBA")))
+    ours = tmp_path / "ours.png"  # our writer: Paeth everywhere, many IDAT chunks
+    img = _image(300, 211, 3)
+    ours.write_bytes(_write(img, [7, 100]))
+    assert np.array_equal(np.concatenate([np.asarray(b) for b in read_bands(ours, read_layout(ours), 4000)]), img)
+
+
+def test_undecoded_png_is_read_like_a_decoded_one(tmp_path):
+    """open_image(decode=False) + to_rgb_alpha streams plain PNGs and hands anything else to
+    Pillow (16-bit, 4-bit palette); both give what the decoded path gives."""
+    from gancodec.imageio import open_image, to_rgb_alpha
+    from gancodec.pngstream import read_layout
+
+    cases = [_pillow_file(tmp_path, m)[0] for m in ("RGBA", "LA", "P")]
+    deep = tmp_path / "deep.png"
+    Image.fromarray((_image(40, 50, 1)[..., 0].astype(np.uint16) * 257)).save(deep)
+    packed = tmp_path / "packed.png"
+    Image.fromarray(_image(40, 50, 3)).quantize(16).save(packed, bits=4)
+    for path in (*cases, deep, packed):
+        lazy = open_image(path, decode=False)
+        streams = read_layout(path).streamable
+        assert bool(lazy.tile) == streams  # left undecoded only when it can stream
+        want_alpha = lazy.mode in ("RGBA", "LA")
+        got = to_rgb_alpha(lazy, want_alpha)
+        ref = to_rgb_alpha(open_image(path), want_alpha)
+        assert np.array_equal(got[0], ref[0]) and (got[1] is None or np.array_equal(got[1], ref[1]))
+    assert not read_layout(deep).streamable and not read_layout(packed).streamable
+
+
+def test_exif_after_the_image_data_still_rotates(tmp_path):
+    """An eXIf chunk after IDAT (where Pillow finds it only while decoding) is honoured."""
+    from gancodec.imageio import open_image, to_rgb_array
+
+    img = _image(30, 50, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    body = _write(img, [])
+    iend = body.rindex(b"IEND") - 4
+    path = tmp_path / "rotated.png"
+    path.write_bytes(body[:iend] + _chunk(b"eXIf", exif.tobytes()[6:]) + body[iend:])
+    lazy = open_image(path, decode=False)
+    assert lazy.size == (30, 50)
+    assert np.array_equal(to_rgb_array(lazy), np.rot90(img, -1))
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@pytest.mark.parametrize("damage", ["idat-crc", "truncated", "short-data", "extra-data", "header-crc"])
+def test_damaged_png_is_refused_with_one_line(tmp_path, damage):
+    from gancodec.errors import UserError
+    from gancodec.imageio import load_rgb_array
+
+    body = bytearray(_write(_image(64, 64, 3), [16]))
+    first_idat = body.index(b"IDAT")
+    if damage == "idat-crc":
+        body[first_idat + 40] ^= 0x10
+    elif damage == "truncated":
+        body = body[: first_idat + 200]
+    elif damage == "header-crc":
+        body[20] ^= 1  # inside IHDR's data
+    else:
+        import struct
+        import zlib
+
+        raw = zlib.decompress(bytes(body[first_idat + 4 : first_idat + 4 + struct.unpack(">I", body[first_idat - 4 : first_idat])[0]]))
+        raw = raw[:-65] if damage == "short-data" else raw + raw[:65]
+        end = body.rindex(b"IEND") - 4
+        body = body[: first_idat - 4] + _chunk(b"IDAT", zlib.compress(raw)) + body[end:]
+    path = tmp_path / f"{damage}.png"
+    path.write_bytes(bytes(body))
+    with pytest.raises(UserError, match="cannot read image"):
+        load_rgb_array(path)
