@@ -48,6 +48,14 @@ def latent_codes(n: int, k: int, seed: int) -> torch.Tensor:
     return torch.randint(k, (n,), generator=torch.Generator().manual_seed(stream))
 
 
+def cluster_codes(n: int, prior: list[float], seed: int) -> torch.Tensor:
+    """(n,) cluster ids drawn from ``prior`` (each cluster's share of the training images) for a
+    self-conditioned model; from the same stream, apart from the noise's, as :func:`latent_codes`."""
+    stream = int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
+    weights = torch.tensor(prior, dtype=torch.float64)
+    return torch.multinomial(weights, n, replacement=True, generator=torch.Generator().manual_seed(stream))
+
+
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     arr = ((x.float().clamp(-1, 1) + 1) * 127.5 + 0.5).floor().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return arr[..., 0] if arr.shape[-1] == 1 else arr
@@ -83,6 +91,8 @@ class GANModel:
         """The generator's second input: class labels, latent codes from ``seed``, or None."""
         if self.config.latent_codes and digit is None:
             return latent_codes(n, self.config.latent_codes, seed)
+        if self.config.clusters and digit is None:
+            return cluster_codes(n, self.config.cluster_prior, seed)
         if digit is not None:
             if not self.conditional:
                 raise UserError(f"model {self.name} is not class-conditional: --digit needs a conditional model "
@@ -110,14 +120,14 @@ class GANModel:
     def interpolate(self, seed_a: int, seed_b: int, steps: int, digit: int | None = None,
                     truncation: float | None = None) -> np.ndarray:
         """``steps`` images on the spherical path between the noise of two seeds (a conditional
-        model walks at ``digit``, 0 by default; a model with a latent code at the code of
-        ``seed_a``)."""
+        model walks at ``digit``, 0 by default; a model with a latent code or clusters at the
+        code or cluster of ``seed_a``)."""
         if steps < 2:
             raise UserError(f"--steps must be at least 2, got {steps}")
         a, b = (noise(1, self.config.nz, s, truncation)[0] for s in (seed_a, seed_b))
         z = torch.stack([slerp(a, b, t) for t in np.linspace(0, 1, steps)])
-        if self.config.latent_codes and digit is None:
-            labels = latent_codes(1, self.config.latent_codes, seed_a).expand(steps)
+        if (self.config.latent_codes or self.config.clusters) and digit is None:
+            labels = self._labels(1, None, seed_a).expand(steps)
         else:
             labels = self._labels(steps, digit if digit is not None or not self.conditional else 0, seed_a)
         return self.run(z, labels)

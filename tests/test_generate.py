@@ -196,6 +196,51 @@ def test_diffaugment_trains_and_resume_keeps_the_policy(tmp_path, mnist_dir):
     assert _train(mnist_dir, tmp_path / "bad2", "lsgan", 2, "--diffaugment", "rotate") == 2
 
 
+def test_kmeans_finds_separated_groups_deterministically():
+    from gancodec.generation.clusters import cluster_prior, kmeans
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 10, (4, 6))
+    truth = np.repeat(np.arange(4), [50, 30, 15, 5])
+    x = centres[truth] + rng.normal(0, 0.1, (len(truth), 6))
+    labels = kmeans(x, 4, seed=3)
+    assert np.array_equal(labels, kmeans(x, 4, seed=3))
+    # the same partition as the truth, up to the names of the clusters
+    assert len({(a, b) for a, b in zip(truth, labels)}) == 4
+    assert sorted(cluster_prior(labels, 4)) == pytest.approx([0.05, 0.15, 0.30, 0.50])
+    with pytest.raises(ValueError):
+        kmeans(x, 1)
+
+
+def test_self_conditioned_model_trains_resumes_and_samples_without_labels(tmp_path, mnist_dir, capsys):
+    """--self-condition K: the pair trains on k-means cluster ids (kept in the checkpoint, so a
+    resume trains on the same ones), and the exported model draws clusters by their share: an
+    unconditional model (no --digit), same seed → same pixels."""
+    from gancodec.generator import GANModel
+
+    run = tmp_path / "sc"
+    assert _train(mnist_dir, run, "lsgan", 2, "--self-condition", "4", "--eval-every", "2", "--eval-n", "40") == 0
+    first = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert _train(mnist_dir, run, "lsgan", 4, "--resume") == 0
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 4 and state["config"]["clusters"] == 4
+    assert torch.equal(state["cluster_labels"], first["cluster_labels"]) and len(state["cluster_labels"]) == 64
+    assert sum(state["config"]["cluster_prior"]) == pytest.approx(1.0)
+    projection = [v for k, v in state["nets"]["disc"].items() if k.startswith("project.") and v.ndim == 2]
+    assert projection and projection[0].shape[0] == 4  # D projects on the cluster id
+    assert main(["train", "export", str(run), "--out", str(tmp_path / "m")]) == 0
+    model = GANModel(tmp_path / "m")
+    assert not model.conditional
+    assert np.array_equal(model.generate(12, seed=5), model.generate(12, seed=5))
+    assert model.interpolate(1, 2, 3).shape[0] == 3
+    digit = ["generate", "-n", "2", "--digit", "1", "--model", str(tmp_path / "m"), "-o", str(tmp_path / "x.png")]
+    assert main(digit) == 2
+    assert "not class-conditional" in capsys.readouterr().err
+    for extra in (["--conditional"], ["--latent-codes", "3"]):
+        assert _train(mnist_dir, tmp_path / "bad", "lsgan", 2, "--self-condition", "4", *extra) == 2
+    assert _train(mnist_dir, tmp_path / "bad2", "began", 2, "--self-condition", "4") == 2
+
+
 def test_latent_code_model_samples_every_code_reproducibly(models):
     import gancodec
     from gancodec.generator import latent_codes

@@ -179,7 +179,7 @@ def test_undecoded_png_is_read_like_a_decoded_one(tmp_path):
 
     cases = [_pillow_file(tmp_path, m)[0] for m in ("RGBA", "LA", "P")]
     deep = tmp_path / "deep.png"
-    Image.fromarray((_image(40, 50, 1)[..., 0].astype(np.uint16) * 257)).save(deep)
+    Image.fromarray(_image(40, 50, 1)[..., 0].astype(np.uint16) * 257).save(deep)
     packed = tmp_path / "packed.png"
     Image.fromarray(_image(40, 50, 3)).quantize(16).save(packed, bits=4)
     for path in (*cases, deep, packed):
@@ -233,7 +233,8 @@ def test_damaged_png_is_refused_with_one_line(tmp_path, damage):
         import struct
         import zlib
 
-        raw = zlib.decompress(bytes(body[first_idat + 4 : first_idat + 4 + struct.unpack(">I", body[first_idat - 4 : first_idat])[0]]))
+        length = struct.unpack(">I", body[first_idat - 4 : first_idat])[0]
+        raw = zlib.decompress(bytes(body[first_idat + 4 : first_idat + 4 + length]))
         raw = raw[:-65] if damage == "short-data" else raw + raw[:65]
         end = body.rindex(b"IEND") - 4
         body = body[: first_idat - 4] + _chunk(b"IDAT", zlib.compress(raw)) + body[end:]

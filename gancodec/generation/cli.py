@@ -41,6 +41,9 @@ def add_train_subcommands(tsub, add_run_options: Callable[[argparse.ArgumentPars
                    help="InfoGAN: an unconditional generator with a K-valued categorical code that D learns "
                         "to read back (no labels; 0: none)")
     g.add_argument("--info-weight", type=float, default=1.0, help="weight of the code's cross-entropy (InfoGAN λ)")
+    g.add_argument("--self-condition", type=int, default=0, metavar="K",
+                   help="self-conditioned unconditional model: condition both networks on K k-means clusters "
+                        "of the training images (no labels; sampling draws a cluster by its share)")
     g.add_argument("--diffaugment", default=None, metavar="POLICY",
                    help="DiffAugment of everything the discriminator sees: comma-separated "
                         "translation, cutout, color (e.g. translation,cutout)")

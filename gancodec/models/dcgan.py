@@ -59,6 +59,12 @@ class GANConfig:
     # before each downsampling and after the last. 0: the plain DCGAN pair (the study's).
     g_depth: int = 0
     d_depth: int = 0
+    # A self-conditioned unconditional model (Liu et al. 2020; gancodec/generation/clusters.py):
+    # G and D are conditioned like a class-conditional pair on the id of a k-means cluster of the
+    # training images, and sampling draws the id from ``cluster_prior`` (each cluster's share).
+    # No label is used: the model is unconditional. 0: none.
+    clusters: int = 0
+    cluster_prior: list[float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +82,10 @@ class GANConfig:
             raise ValueError("g_depth and d_depth count layers: 0 or more")
         if self.d_depth and self.began:
             raise ValueError("d_depth is for the DCGAN discriminator, not BEGAN's autoencoder")
+        if self.clusters and (self.num_classes or self.latent_codes or self.began):
+            raise ValueError("self-conditioning (clusters) is for an unconditional DCGAN pair without a latent code")
+        if self.clusters and (self.cluster_prior is None or len(self.cluster_prior) != self.clusters):
+            raise ValueError("a self-conditioned model needs the share of each of its clusters (cluster_prior)")
 
     @property
     def conditional(self) -> bool:
@@ -84,7 +94,12 @@ class GANConfig:
     @property
     def generator_conditions(self) -> int:
         """How many values the generator's second input takes (classes or codes; 0: none)."""
-        return self.num_classes or self.latent_codes
+        return self.num_classes or self.latent_codes or self.clusters
+
+    @property
+    def label_conditions(self) -> int:
+        """How many values the label both networks see takes (classes or cluster ids; 0: none)."""
+        return self.num_classes or self.clusters
 
     def build_generator(self) -> DCGANGenerator:
         return DCGANGenerator(self.nz, self.size, self.channels, self.width, self.generator_conditions,
@@ -94,7 +109,7 @@ class GANConfig:
         if self.began:
             return BEGANDiscriminator(self.size, self.channels, self.width, self.began_hidden, self.num_classes,
                                       self.spectral_norm)
-        return DCGANDiscriminator(self.size, self.channels, self.width, self.num_classes, self.d_cond,
+        return DCGANDiscriminator(self.size, self.channels, self.width, self.label_conditions, self.d_cond,
                                   self.spectral_norm, codes=self.latent_codes, depth=self.d_depth)
 
 

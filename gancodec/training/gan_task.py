@@ -16,6 +16,8 @@ One trainer step is one generator update. Per loss:
 * ``augment`` (DiffAugment, :mod:`gancodec.gan.augment`; not with BEGAN): every image the
   discriminator sees, real or generated, in its update and in the generator's, goes through the
   same random differentiable transforms — the data-efficient GAN recipe for 10,000 training digits.
+* ``clusters`` K > 0 (self-conditioned, :mod:`gancodec.generation.clusters`): the batch's
+  labels are the k-means cluster ids of the images, and the step is the class-conditional one.
 * ``began`` — the discriminator is an autoencoder; L_D = L(x) − k_t·L(G(z)), L_G = L(G(z)),
   k_t follows the equilibrium rule with γ = 0.75, λ_k = 0.001, and M_global is logged.
 
@@ -66,11 +68,16 @@ class Evaluator:
     equal shares), against the judge's features of real held-out digits, which are computed once."""
 
     def __init__(self, real: torch.Tensor, n: int = 2000, nz: int = 64, conditional: bool = False, seed: int = 1234,
-                 judge: str = "mnist-judge", prdc_n: int = 2000, codes: int = 0):
+                 judge: str = "mnist-judge", prdc_n: int = 2000, codes: int = 0,
+                 cluster_prior: list[float] | None = None):
+        from ..generator import cluster_codes
+
         gen = torch.Generator().manual_seed(seed)
         self.z = torch.randn(n, nz, generator=gen)
         self.labels = torch.arange(n) % 10
         self.codes = torch.arange(n) % codes if codes else None
+        if cluster_prior is not None:  # a self-conditioned model samples clusters as it will when shipped
+            self.codes = cluster_codes(n, cluster_prior, seed)
         self.conditional = conditional
         self.real = real
         self.judge_name = judge
@@ -152,7 +159,7 @@ class GANTask(Task):
     def train_step(self, batch, nets, opts, step):
         G, D = nets["generator"], nets["disc"]
         x = batch.images * 2 - 1
-        y = batch.labels if self.config.conditional else None
+        y = batch.labels if self.config.label_conditions else None  # classes, or cluster ids
         if self.config.latent_codes:
             scalars = self._info_step(G, D, opts, x)
         elif self.loss == "began":

@@ -171,6 +171,7 @@ def load_gan_checkpoint(path: Path, ema: bool = True):
 def train_gan(args) -> Path:
     """``gancodec train gan``: a DCGAN-family generator on MNIST (``mnist:DIR``) or an image folder."""
     from ..gan.augment import parse_policy
+    from ..generation.clusters import cluster_prior, kmeans
     from ..generation.data import is_mnist_spec, load_mnist, mnist_folder, open_training_data, to_tensor
     from ..models.dcgan import GANConfig
     from .gan_task import RECIPES, Evaluator, GANTask
@@ -180,6 +181,7 @@ def train_gan(args) -> Path:
     out = Path(args.out)
     loss, conditional, sn, codes = args.loss, args.conditional, args.spectral_norm, args.latent_codes
     width, g_depth, d_depth = args.width, args.g_depth, args.d_depth
+    clusters, cluster_labels = args.self_condition, None
     try:
         augment = parse_policy(args.diffaugment)
     except ValueError as exc:
@@ -192,8 +194,11 @@ def train_gan(args) -> Path:
         sn, codes = saved["spectral_norm"], saved.get("latent_codes", 0)
         width, g_depth, d_depth = saved["width"], saved.get("g_depth", 0), saved.get("d_depth", 0)
         augment = tuple(state.get("recipe", {}).get("diffaugment") or ())
+        clusters, cluster_labels = saved.get("clusters", 0), state.get("cluster_labels")
     if codes and conditional:
         raise UserError("--latent-codes is for unconditional models; drop --conditional")
+    if clusters and (conditional or codes or loss == "began"):
+        raise UserError("--self-condition is for an unconditional model without --latent-codes, and not BEGAN")
     if codes and loss not in ("ns", "hinge", "lsgan"):
         raise UserError("--latent-codes (InfoGAN) needs the ns, hinge or lsgan loss")
     if args.eval_every and args.eval_every % args.log_every:
@@ -202,10 +207,20 @@ def train_gan(args) -> Path:
     data = open_training_data(args.data, args.size, args.batch_size * n_critic, seed=args.seed + rank)
     if conditional and not data.has_labels:
         raise UserError("--conditional needs labelled data (mnist:DIR); an image folder has no classes")
+    prior = None
+    if clusters:  # the labels the pair trains on are k-means cluster ids, never the classes
+        if cluster_labels is None:
+            try:
+                cluster_labels = torch.from_numpy(kmeans(data.images, clusters, seed=args.seed))
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+        data.labels = cluster_labels.long()
+        prior = cluster_prior(cluster_labels.numpy(), clusters)
     try:
         config = GANConfig(size=data.size, channels=data.channels, nz=args.nz, width=width,
                            num_classes=10 if conditional else 0, latent_codes=codes, spectral_norm=sn,
-                           began=loss == "began", g_depth=g_depth, d_depth=d_depth)
+                           began=loss == "began", g_depth=g_depth, d_depth=d_depth, clusters=clusters,
+                           cluster_prior=prior)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     evaluator = None
@@ -213,7 +228,7 @@ def train_gan(args) -> Path:
     if args.eval_every and folder is not None and data.size == 28:
         held, _ = load_mnist(f"mnist:{folder}", "heldout")
         evaluator = Evaluator(to_tensor(held), n=args.eval_n, nz=config.nz, conditional=conditional,
-                              judge=args.judge, codes=codes)
+                              judge=args.judge, codes=codes, cluster_prior=prior)
     try:
         task = GANTask(config, loss=loss, ema=args.ema, lr=args.lr, n_critic=n_critic, evaluator=evaluator,
                        eval_every=args.eval_every, seed=args.seed + rank, info_weight=args.info_weight,
@@ -223,14 +238,16 @@ def train_gan(args) -> Path:
     recipe = {"loss": loss, "lr": task.lr, "betas": list(task.betas), "n_critic": task.n_critic,
               "latent_codes": codes, "info_weight": args.info_weight if codes else None,
               "batch_size": args.batch_size, "ema": args.ema, "ema_decay": args.ema_decay,
-              "spectral_norm": sn, "lr_decay_at": args.lr_decay_at, "diffaugment": list(augment)}
+              "spectral_norm": sn, "lr_decay_at": args.lr_decay_at, "diffaugment": list(augment),
+              "self_condition": clusters}
     trainer = Trainer(task, data, TrainConfig(
         steps=args.steps, out_dir=out, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
         log_every=args.log_every, resume=args.resume, progress=not args.no_progress, lr_decay_at=args.lr_decay_at,
         ema_decay=args.ema_decay, device=args.device, precision=getattr(args, "precision", "auto"),
         compile=getattr(args, "compile", False), max_seconds=_budget_seconds(args),
     ), metadata={"kind": "gan", "config": config.to_dict(), "loss": loss, "recipe": recipe,
-                 "data": str(args.data)})
+                 "data": str(args.data),
+                 **({"cluster_labels": cluster_labels.to(torch.int16)} if clusters else {})})
     task.attach_ema(trainer.ema)
     trainer.fit()
     if is_main_process():
