@@ -233,6 +233,9 @@ def test_self_conditioned_model_trains_resumes_and_samples_without_labels(tmp_pa
     assert not model.conditional
     assert np.array_equal(model.generate(12, seed=5), model.generate(12, seed=5))
     assert model.interpolate(1, 2, 3).shape[0] == 3
+    report = tmp_path / "eval.json"  # eval gan draws the clusters as generate does
+    assert main(["eval", "gan", str(tmp_path / "m"), "-n", "40", "--real", f"mnist:{mnist_dir}", "--no-floor",
+                 "--json", str(report), "--device", "cpu"]) == 0
     digit = ["generate", "-n", "2", "--digit", "1", "--model", str(tmp_path / "m"), "-o", str(tmp_path / "x.png")]
     assert main(digit) == 2
     assert "not class-conditional" in capsys.readouterr().err
