@@ -44,16 +44,30 @@ def latent_codes(n: int, k: int, seed: int) -> torch.Tensor:
     """(n,) categorical codes, uniform over ``k`` values, for a model with an InfoGAN code. Drawn
     from a stream derived from ``seed`` but apart from the noise's, so code and noise are
     independent."""
-    stream = int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
-    return torch.randint(k, (n,), generator=torch.Generator().manual_seed(stream))
+    return torch.randint(k, (n,), generator=_code_stream(seed))
 
 
 def cluster_codes(n: int, prior: list[float], seed: int) -> torch.Tensor:
     """(n,) cluster ids drawn from ``prior`` (each cluster's share of the training images) for a
     self-conditioned model; from the same stream, apart from the noise's, as :func:`latent_codes`."""
-    stream = int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0])
     weights = torch.tensor(prior, dtype=torch.float64)
-    return torch.multinomial(weights, n, replacement=True, generator=torch.Generator().manual_seed(stream))
+    return torch.multinomial(weights, n, replacement=True, generator=_code_stream(seed))
+
+
+def _code_stream(seed: int) -> torch.Generator:
+    """The random stream of a sample's code or cluster: derived from ``seed``, apart from the noise's."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0]))
+
+
+def sample_conditions(config: GANConfig, n: int, seed: int) -> torch.Tensor | None:
+    """The generator's second input for ``n`` samples when no digit is asked for: latent codes or
+    clusters drawn from ``seed``, classes 0, 1, ..., 9, 0, ... for a conditional model, else None.
+    ``generate`` and ``eval gan`` both draw them here."""
+    if config.latent_codes:
+        return latent_codes(n, config.latent_codes, seed)
+    if config.clusters:
+        return cluster_codes(n, config.cluster_prior, seed)
+    return torch.arange(n) % config.num_classes if config.conditional else None
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -89,10 +103,6 @@ class GANModel:
 
     def _labels(self, n: int, digit: int | None, seed: int) -> torch.Tensor | None:
         """The generator's second input: class labels, latent codes from ``seed``, or None."""
-        if self.config.latent_codes and digit is None:
-            return latent_codes(n, self.config.latent_codes, seed)
-        if self.config.clusters and digit is None:
-            return cluster_codes(n, self.config.cluster_prior, seed)
         if digit is not None:
             if not self.conditional:
                 raise UserError(f"model {self.name} is not class-conditional: --digit needs a conditional model "
@@ -100,8 +110,7 @@ class GANModel:
             if not 0 <= int(digit) < self.config.num_classes:
                 raise UserError(f"digit must be 0..{self.config.num_classes - 1}, got {digit}")
             return torch.full((n,), int(digit), dtype=torch.int64)
-        # a conditional model without a digit cycles through the classes: 0, 1, ..., 9, 0, ...
-        return torch.arange(n) % self.config.num_classes if self.conditional else None
+        return sample_conditions(self.config, n, seed)
 
     @torch.no_grad()
     def run(self, z: torch.Tensor, labels: torch.Tensor | None, batch: int = 1000) -> np.ndarray:

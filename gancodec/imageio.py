@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
 from .limits import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels, resolve
-from .pngstream import PngError, read_bands, read_layout
+from .pngstream import PngError, PngLayout, read_bands, read_layout
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 ORIENTATION_TAG = 0x0112
@@ -63,7 +63,7 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, de
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides
             img = Image.open(path)
         check_pixels(*img.size, max_pixels, what=f"image {path}")  # header only so far
-        if decode or not _stream_later(img):
+        if decode or _upright_png_layout(img) is None:
             img.load()
             img = apply_orientation(img)
     except ImageTooLargeError:
@@ -100,33 +100,30 @@ def _orientation(exif: bytes | None) -> int:
         return 1
 
 
-def _stream_later(img: Image.Image) -> bool:
-    """Whether ``img`` (just opened) is a PNG :func:`to_rgb_alpha` can stream: plain 8-bit,
-    not interlaced, upright. Its EXIF block is put in ``info`` even when the file has it after
-    the image data (where Pillow finds it only while decoding)."""
+def _upright_png_layout(img: Image.Image) -> PngLayout | None:
+    """The layout of an undecoded PNG that :func:`to_rgb_alpha` can stream (plain 8-bit, not
+    interlaced, upright), else None. Its EXIF block is put in ``info`` even when the file has it
+    after the image data (where Pillow finds it only while decoding the whole image)."""
     if not _is_undecoded_png(img):
-        return False
+        return None
     layout = read_layout(img.filename)
     if layout is None or not layout.streamable or (layout.width, layout.height) != img.size:
-        return False
+        return None
+    if _orientation(layout.exif) in range(2, 9):
+        return None
     if layout.exif is not None:
         img.info.setdefault("exif", layout.exif)
-    return _orientation(layout.exif) not in range(2, 9)
+    return layout
 
 
 def apply_orientation(img: Image.Image) -> Image.Image:
     """The image as it is meant to be seen: EXIF orientation 2..8 applied to the pixels, and
     the orientation in the kept EXIF reset to 1 so nothing downstream rotates it twice."""
-    if _is_undecoded_png(img):
-        # Pillow decodes a PNG whole to look for an EXIF block after its image data
-        try:
-            layout = read_layout(img.filename)
-        except (OSError, PngError):
-            layout = None
-        if layout is not None and _orientation(layout.exif) not in range(2, 9):
-            if layout.exif is not None:
-                img.info.setdefault("exif", layout.exif)
+    try:  # Pillow would decode a PNG whole to look for an EXIF block after its image data
+        if _upright_png_layout(img) is not None:
             return img
+    except (OSError, PngError):
+        pass
     try:
         orientation = img.getexif().get(ORIENTATION_TAG, 1)
     except Exception:  # noqa: BLE001 - a damaged EXIF block must not make the pixels unreadable
@@ -216,11 +213,10 @@ def to_rgb_alpha(img: Image.Image, alpha: bool) -> tuple[np.ndarray, np.ndarray 
 
 def _bands(img: Image.Image) -> Iterator[Image.Image]:
     """``img`` as Pillow images of whole rows (~16 MB each), top to bottom."""
-    if _is_undecoded_png(img):
-        layout = read_layout(img.filename)
-        if layout is not None and layout.streamable and (layout.width, layout.height) == img.size:
-            yield from read_bands(img.filename, layout)
-            return
+    layout = _upright_png_layout(img)
+    if layout is not None:
+        yield from read_bands(img.filename, layout)
+        return
     w, h = img.size
     rows = max(1, _BAND_BYTES // (3 * w))
     for r0 in range(0, h, rows):

@@ -59,7 +59,7 @@ def evaluate_gan(target: str, n: int = 10000, seed: int = 0, real: str | None = 
                  truncation: float | None = None) -> dict:
     """Draw ``n`` samples (seeded; ``truncation`` as in ``gancodec generate``) and measure them
     with the judge against the held-out digits."""
-    from ..generator import cluster_codes, latent_codes, noise
+    from ..generator import noise, sample_conditions
     from ..training.gan_task import to_unit
     from .judge import load_judge
     from .metrics import judge_metrics, real_floor
@@ -81,12 +81,7 @@ def evaluate_gan(target: str, n: int = 10000, seed: int = 0, real: str | None = 
         raise UserError(f"--truncation must be positive, got {truncation}")
     z = noise(n, config.nz, seed, truncation)
     labels = torch.arange(n) % 10 if config.conditional else None
-    # a latent code or a cluster is drawn as `gancodec generate` draws it
-    inputs = labels
-    if config.latent_codes:
-        inputs = latent_codes(n, config.latent_codes, seed)
-    elif config.clusters:
-        inputs = cluster_codes(n, config.cluster_prior, seed)
+    inputs = sample_conditions(config, n, seed)  # as `gancodec generate` draws them
     images = []
     with torch.no_grad():
         for i in range(0, n, 1000):
