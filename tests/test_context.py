@@ -211,7 +211,8 @@ def test_symbols_beyond_int16_widen_instead_of_wrapping(context_codec, tiny_code
     codec = context_codec if which == "context" else tiny_codec
     normal = codec.compress(photo[:64, :64], quality=1)
     real = type(codec).analyse
-    monkeypatch.setattr(type(codec), "analyse", lambda self, rgb, progress=False: real(self, rgb) * 3_000_000)
+    monkeypatch.setattr(type(codec), "analyse",
+                        lambda self, rgb, progress=False, to_disk=False: real(self, rgb) * 3_000_000)
     large = codec.compress(photo[:64, :64], quality=1)
     kept = []  # the arrays the decoder holds the symbols in
 
