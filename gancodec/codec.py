@@ -39,28 +39,12 @@ from .entropy import coder
 from .entropy.coder import TableSet
 from .entropy.context import CONTEXT_KERNEL, anchor_mask
 from .errors import CorruptFileError, ModelMismatchError, UserError
-from .imageio import (
-    apply_orientation,
-    atomic_output,
-    has_alpha,
-    is_greyscale,
-    open_image,
-    save_image,
-    to_rgb_alpha,
-)
+from .imageio import apply_orientation, atomic_output, has_alpha, is_greyscale, open_image, save_image, to_rgb_alpha
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite
 from .models.integer import ExactSynthesis, IntegerContext, IntegerHyperSynthesis, upsampling_start
 from .pngstream import PngWriter
-from .tiling import (
-    DiskTensor,
-    Sink,
-    Source,
-    progress_bar,
-    run_tiled,
-    run_tiled_two_stage,
-    uint8_source,
-)
+from .tiling import DiskTensor, Sink, Source, progress_bar, run_tiled, run_tiled_two_stage, uint8_source
 from .zoo import weights_hash
 
 PAD_MULTIPLE = 64  # stride of z

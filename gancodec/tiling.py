@@ -13,6 +13,7 @@ that stores each finished tile (into a uint8 array, say) instead of a full-size 
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 
 import numpy as np
@@ -160,8 +161,6 @@ class DiskTensor:
     """
 
     def __init__(self, channels: int, h: int, w: int, directory: str | None = None):
-        import tempfile
-
         self.shape = (1, channels, h, w)
         self._file = tempfile.TemporaryFile(dir=directory, buffering=0)
         self._pixel_bytes = channels * 4

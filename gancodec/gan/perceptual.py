@@ -113,11 +113,6 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.features = features
 
-    def train(self, mode: bool = True) -> PerceptualLoss:
-        super().train(mode)
-        self.features.eval()  # frozen; no dropout or norm layers, but keep it explicit
-        return self
-
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         # the real image's features need no graph: a separate pass saves its half of the backward
         with torch.no_grad():

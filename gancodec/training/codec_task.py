@@ -182,7 +182,8 @@ class CodecGANTask(Task):
         g_loss = (lam * 255**2 * mse).mean() + self.beta * (g_adv + self.fm_weight * fm)
         metrics = {}
         if self.perceptual is not None:
-            self.perceptual.to(batch.device)
+            if self.perceptual.features.mean.device != batch.device:  # once: the trainer picks the device
+                self.perceptual.to(batch.device)
             perc = self.perceptual(fake, batch).mean()
             g_loss = g_loss + self.perceptual_weight * perc
             metrics["perceptual"] = perc.item()
