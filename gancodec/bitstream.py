@@ -9,6 +9,8 @@ codec that loads it, before it decodes anything.
 Version 2 is version 1 plus *extension streams* (tagged metadata such as an ICC profile) after
 the image's own streams. A file without extensions is still written as version 1, byte for byte
 as before, so a reader from before version 2 reads every file that does not carry metadata.
+Version 3 is version 2 with the latent's y stream in horizontal bands (large images only:
+:mod:`gancodec.entropy.bands`); the container itself is the same.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from .errors import CorruptFileError
 MAGIC = b"\x89GCZ"
 FORMAT_VERSION = 1  # image streams only
 EXTENDED_VERSION = 2  # image streams + tagged extension streams
-READABLE_VERSIONS = (FORMAT_VERSION, EXTENDED_VERSION)
+BANDED_VERSION = 3  # version 2 with the y stream in bands (large images; gancodec.entropy.bands)
+READABLE_VERSIONS = (FORMAT_VERSION, EXTENDED_VERSION, BANDED_VERSION)
 MAX_SIDE = 65535
 HASH_BYTES = 8
 TAG_BYTES = 4
@@ -72,7 +75,8 @@ def core_stream_count(mode: ColorMode) -> int:
 class Container:
     header: Header
     streams: list[bytes]  # the image's streams (for version 1: every stream of the file)
-    extensions: dict[bytes, bytes] = field(default_factory=dict)  # tag -> payload (version 2)
+    extensions: dict[bytes, bytes] = field(default_factory=dict)  # tag -> payload (versions 2, 3)
+    banded: bool = False  # the y stream is in bands (version 3)
 
     @property
     def icc_profile(self) -> bytes | None:
@@ -97,7 +101,7 @@ class Container:
         streams = [*self.streams, *extra]
         if len(streams) > 255 or any(len(s) >= 2**32 for s in streams):
             raise ValueError("too many or too long streams")
-        version = EXTENDED_VERSION if extra else FORMAT_VERSION
+        version = BANDED_VERSION if self.banded else EXTENDED_VERSION if extra else FORMAT_VERSION
         parts = [
             MAGIC,
             struct.pack("<BB", version, len(name)),
@@ -152,7 +156,7 @@ class Container:
             streams.append(body[pos : pos + n])
             pos += n
         extensions: dict[bytes, bytes] = {}
-        if version == EXTENDED_VERSION:
+        if version in (EXTENDED_VERSION, BANDED_VERSION):
             core = core_stream_count(color)
             if len(streams) < core:
                 raise CorruptFileError("file header is damaged (too few streams)")
@@ -164,7 +168,7 @@ class Container:
             streams = streams[:core]
             _check_metadata(extensions)
         header = Header(name, weights_hash, width, height, color, quality_milli, lengths, version)
-        return cls(header, streams, extensions)
+        return cls(header, streams, extensions, banded=version == BANDED_VERSION)
 
 
 def is_icc_profile(data: bytes) -> bool:

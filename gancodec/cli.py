@@ -78,6 +78,10 @@ def _add_train(sub) -> None:
     c.add_argument("--r1", type=float, default=0.0, help="gan stage: R1 penalty weight")
     c.add_argument("--fm-weight", type=float, default=10.0,
                    help="gan stage: feature-matching weight (inside the β term)")
+    c.add_argument("--disc-scales", type=int, default=1,
+                   help="gan stage: discriminator scales (1: one PatchGAN; 2+: pix2pixHD multi-scale)")
+    c.add_argument("--disc-width", type=int, default=48, help="gan stage: discriminator's first-layer width")
+    c.add_argument("--disc-lr", type=float, default=None, help="gan stage: discriminator learning rate (default: --lr)")
     c.add_argument("--perceptual", type=float, default=0.0,
                    help="gan stage: weight of the VGG16 perceptual term (0: none; needs --perceptual-weights)")
     c.add_argument("--perceptual-weights", default=None,

@@ -36,6 +36,7 @@ from safetensors.torch import load_file
 from .allocator import LARGE_IMAGE_PIXELS, return_free_memory, reuse_large_buffers
 from .bitstream import TAG_EXIF, TAG_ICC, ColorMode, Container, Header, core_stream_count, is_icc_profile, is_tiff_exif
 from .entropy import coder
+from .entropy.bands import BandStore, band_spans, pack_bands, unpack_bands
 from .entropy.coder import TableSet
 from .entropy.context import CONTEXT_KERNEL, anchor_mask
 from .errors import CorruptFileError, ModelMismatchError, UserError
@@ -273,11 +274,13 @@ class Codec:
         return self.hyper.params(self._hyper_acc_window(z_int, a0, a1, b0, b1))
 
     def _params_window(
-        self, z_int: torch.Tensor, symbols: np.ndarray | None, a0: int, a1: int, b0: int, b1: int
+        self, z_int: torch.Tensor, symbols: np.ndarray | None, a0: int, a1: int, b0: int, b1: int,
+        origin: tuple[int, int] = (0, 0),
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Means and scale indices the latent rows a0:a1, columns b0:b1 were coded with: the
         hyperprior's, refined by the context model at the non-anchors (which reads the anchor
-        ``symbols`` around the window) when the model has one."""
+        ``symbols`` around the window) when the model has one. ``symbols`` holds the latent from
+        row, column ``origin`` on (a band and the rows around it), at least to the context's reach."""
         if self.context is None:
             return self._hyper_window(z_int, a0, a1, b0, b1)
         hy, wy = 4 * z_int.shape[-2], 4 * z_int.shape[-1]
@@ -285,44 +288,52 @@ class Codec:
         e0, e1, f0, f1 = max(0, a0 - r), min(hy, a1 + r), max(0, b0 - r), min(wy, b1 + r)
         hyper_acc = self._hyper_acc_window(z_int, e0, e1, f0, f1)
         anchors = torch.from_numpy(anchor_mask(e1 - e0, f1 - f0, e0, f0)).double()
-        acc = self.context.accumulators(torch.from_numpy(symbols[..., e0:e1, f0:f1]), hyper_acc, anchors)
+        near = symbols[..., e0 - origin[0] : e1 - origin[0], f0 - origin[1] : f1 - origin[1]]
+        acc = self.context.accumulators(torch.from_numpy(np.ascontiguousarray(near)), hyper_acc, anchors)
         acc = torch.where(anchors.bool(), hyper_acc, acc)
         return self.hyper.params(acc[..., a0 - e0 : a1 - e0, b0 - f0 : b1 - f0])
 
     # A latent up to this many elements (a 6-megapixel photo) keeps its means once they are made
     # (float64, 32 MB), so the synthesis's windows need not run the hyper-synthesis again.
     keep_means_elements = 1 << 22
+    # Images above band_pixels are written in bands of band_rows latent rows (1024 image rows;
+    # .gcz version 3, gancodec.entropy.bands), so both sides hold a few bands, never the image's
+    # symbols. Smaller images are one band: the version 1/2 layout, byte for byte.
+    band_rows = 64
+    band_pixels = LARGE_IMAGE_PIXELS
 
-    def _scale_indices(
-        self, z_int: torch.Tensor, symbols: np.ndarray | None = None, keep_means: bool = False,
-        progress: bool = False,
+    def _params_rows(
+        self, z_int: torch.Tensor, r0: int, r1: int, symbols: np.ndarray | None = None,
+        origin: tuple[int, int] = (0, 0), keep_means: bool = False, bar=None,
     ) -> tuple[np.ndarray, torch.Tensor | None]:
-        """The scale index of every latent element (uint8: the tables number at most 256); with
-        a context model the non-anchors' need the anchor ``symbols``. With ``keep_means`` the
-        means are returned too, else None."""
-        _, _, hz, wz = z_int.shape
-        shape = (1, self.config.latent_channels, 4 * hz, 4 * wz)
+        """The scale index of every element of latent rows r0:r1 (uint8: the tables number at
+        most 256): the hyperprior's, or with ``symbols`` (the anchors around the rows, from
+        ``origin`` on) the context model's. With ``keep_means`` the means are returned too, else None."""
+        shape = (1, self.config.latent_channels, r1 - r0, 4 * z_int.shape[-1])
         out = np.empty(shape, dtype=np.uint8)
         means = torch.empty(shape, dtype=torch.float64) if keep_means else None
-        for a0, a1, b0, b1 in self._windows(hz, wz, progress):
+        for a0, a1, b0, b1 in self._row_windows(r0, r1, shape[-1]):
             if symbols is None:
                 window_means, idx = self._hyper_window(z_int, a0, a1, b0, b1)
             else:
-                window_means, idx = self._params_window(z_int, symbols, a0, a1, b0, b1)
-            out[..., a0:a1, b0:b1] = idx.numpy()
+                window_means, idx = self._params_window(z_int, symbols, a0, a1, b0, b1, origin)
+            out[..., a0 - r0 : a1 - r0, b0:b1] = idx.numpy()
             if means is not None:
-                means[..., a0:a1, b0:b1] = window_means
+                means[..., a0 - r0 : a1 - r0, b0:b1] = window_means
+            if bar is not None:
+                bar.update()
         return out, means
 
-    def _windows(self, hz: int, wz: int, progress: bool = False,
-                 desc: str = "entropy model") -> Iterator[tuple[int, int, int, int]]:
-        """Latent windows (a0, a1, b0, b1) covering a latent of hz × wz z units, row by row."""
-        rows, cols = range(0, hz, self.hyper_band), range(0, wz, self.hyper_cols)
-        with progress_bar(len(rows) * len(cols), progress, desc, unit="window") as bar:
-            for r0 in rows:
-                for c0 in cols:
-                    yield 4 * r0, 4 * min(hz, r0 + self.hyper_band), 4 * c0, 4 * min(wz, c0 + self.hyper_cols)
-                    bar.update()
+    def _row_windows(self, r0: int, r1: int, width: int) -> Iterator[tuple[int, int, int, int]]:
+        """Latent windows (a0, a1, b0, b1) covering latent rows r0:r1 of a latent ``width``
+        columns wide, row by row; no float64 temporary is larger than a window's."""
+        rows, cols = 4 * self.hyper_band, 4 * self.hyper_cols
+        for a0 in range(r0, r1, rows):
+            for b0 in range(0, width, cols):
+                yield a0, min(r1, a0 + rows), b0, min(width, b0 + cols)
+
+    def _window_count(self, r0: int, r1: int, width: int) -> int:
+        return -(-(r1 - r0) // (4 * self.hyper_band)) * -(-width // (4 * self.hyper_cols))
 
     # -- encoder ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -344,7 +355,11 @@ class Codec:
         return y if sink is None else sink
 
     @torch.no_grad()
-    def _code_latent(self, y: torch.Tensor | DiskTensor, quality_milli: int, progress: bool = False) -> list[bytes]:
+    def _code_latent(
+        self, y: torch.Tensor | DiskTensor, quality_milli: int, banded: bool = False, progress: bool = False,
+    ) -> tuple[list[bytes], bool]:
+        """The z, z-escapes, y and y-escapes streams of latent ``y`` at a quality, and whether
+        they are in bands (``banded`` asks for them; a latent of one band is never banded)."""
         gain, _ = self._gains(quality_milli)
         y_window = y.window if isinstance(y, DiskTensor) else (lambda a0, a1, b0, b1: y[..., a0:a1, b0:b1])
 
@@ -354,15 +369,35 @@ class Codec:
         z = run_tiled(self.net.h_a, scaled, 1 / 4, self.hyper_analysis_tile, self.hyper_analysis_margin,
                       size=y.shape[-2:])
         z_int = torch.round(z).clamp(-Z_CLAMP, Z_CLAMP).double()
-        _, _, hz, wz = z_int.shape
-        symbols = np.zeros(y.shape, dtype=SYMBOL_DTYPE)
-        indices = np.empty(y.shape, dtype=np.uint8)
-        # Pass 1 codes every position with the hyperprior; with a context model it is kept only at
-        # the anchors, and pass 2 recodes the rest with the parameters the anchors give them.
-        for context_pass in ((False, True) if self.context is not None else (False,)):
-            for a0, a1, b0, b1 in self._windows(hz, wz, progress):  # no float64 copy of the whole latent
+        hy, wy = y.shape[-2:]
+        banded = banded and hy > self.band_rows
+        spans = band_spans(hy, self.band_rows) if banded else [(0, hy)]
+        reach = CONTEXT_KERNEL // 2 if self.context is not None else 0
+        windows = sum(self._window_count(max(0, r0 - reach), min(hy, r1 + reach), wy)
+                      + (self._window_count(r0, r1, wy) if reach else 0) for r0, r1 in spans)
+        z_stream, z_esc = coder.encode(z_int.long().numpy(), self._z_indices(z_int.shape), self.z_tables)
+        with progress_bar(windows, progress, "entropy coding", unit="window") as bar:
+            coded = [self._code_band(y_window, gain, z_int, r0, r1, bar) for r0, r1 in spans]
+        if not banded:
+            return [z_stream, z_esc, *coded[0]], False
+        return [z_stream, z_esc, *pack_bands(self.band_rows, coded)], True
+
+    def _code_band(self, y_window: Source, gain: torch.Tensor, z_int: torch.Tensor, r0: int, r1: int,
+                   bar) -> tuple[bytes, bytes]:
+        """(ANS words, escapes) of latent rows r0:r1: every position with the hyperprior; with a
+        context model that is kept only at the anchors, and a second pass recodes the rest with
+        the parameters the anchors around them give (those of the rows within the context's
+        reach above and below the band are made too, and not coded here)."""
+        hy, wy = 4 * z_int.shape[-2], 4 * z_int.shape[-1]
+        reach = CONTEXT_KERNEL // 2 if self.context is not None else 0
+        e0, e1 = max(0, r0 - reach), min(hy, r1 + reach)
+        shape = (1, self.config.latent_channels, e1 - e0, wy)
+        symbols = np.zeros(shape, dtype=SYMBOL_DTYPE)
+        indices = np.empty(shape, dtype=np.uint8)
+        for context_pass in ((False, True) if reach else (False,)):
+            for a0, a1, b0, b1 in self._row_windows(*((r0, r1) if context_pass else (e0, e1)), wy):
                 if context_pass:
-                    means, idx = self._params_window(z_int, symbols, a0, a1, b0, b1)
+                    means, idx = self._params_window(z_int, symbols, a0, a1, b0, b1, origin=(e0, 0))
                 else:
                     means, idx = self._hyper_window(z_int, a0, a1, b0, b1)
                 q = torch.round(y_window(a0, a1, b0, b1).double() * gain - means)
@@ -371,18 +406,21 @@ class Codec:
                 keep = slice(None) if not context_pass else ~anchor_mask(a1 - a0, b1 - b0, a0, b0)
                 values = q.numpy()[..., keep]
                 symbols = coder.widened(symbols, values)
-                symbols[..., a0:a1, b0:b1][..., keep] = values
-                indices[..., a0:a1, b0:b1][..., keep] = idx.numpy()[..., keep]
-        z_stream, z_esc = coder.encode(z_int.long().numpy(), self._z_indices(z_int.shape), self.z_tables)
-        if self.context is None:
-            return [z_stream, z_esc, *coder.encode(symbols, indices, self.y_tables)]
-        # one y stream, read in two passes: the anchors, then the rest (selected in place: a
+                symbols[..., a0 - e0 : a1 - e0, b0:b1][..., keep] = values
+                indices[..., a0 - e0 : a1 - e0, b0:b1][..., keep] = idx.numpy()[..., keep]
+                bar.update()
+        if (e0, e1) != (r0, r1):  # drop the rows around the band
+            symbols = np.ascontiguousarray(symbols[..., r0 - e0 : r1 - e0, :])
+            indices = np.ascontiguousarray(indices[..., r0 - e0 : r1 - e0, :])
+        if not reach:
+            return coder.encode(symbols, indices, self.y_tables)
+        # one stream, read in two passes: the anchors, then the rest (selected in place: a
         # gathered copy of each half was the largest buffer of a large image's compress)
-        anchors = anchor_mask(*y.shape[-2:])
-        passes = [(symbols, indices, anchors), (symbols, indices, ~anchors)]
-        return [z_stream, z_esc, *coder.encode_passes(passes, self.y_tables)]
+        anchors = anchor_mask(r1 - r0, wy, r0, 0)
+        return coder.encode_passes([(symbols, indices, anchors), (symbols, indices, ~anchors)], self.y_tables)
 
-    def _container(self, img: PreparedImage, quality_milli: int, streams: list[bytes]) -> bytes:
+    def _container(self, img: PreparedImage, quality_milli: int, coded: tuple[list[bytes], bool]) -> bytes:
+        streams, banded = coded
         streams = list(streams)
         if img.mode.has_alpha:
             buf = io.BytesIO()
@@ -390,9 +428,9 @@ class Codec:
             streams.append(buf.getvalue())
         h, w = img.height, img.width
         header = Header(self.name, self.weights_hash, w, h, img.mode, quality_milli)
-        # Without metadata the file is version 1, byte for byte what earlier versions wrote.
+        # Without metadata and bands the file is version 1, byte for byte what earlier versions wrote.
         extensions = {tag: v for tag, v in ((TAG_ICC, img.icc_profile), (TAG_EXIF, img.exif)) if v is not None}
-        return Container(header, streams, extensions).to_bytes()
+        return Container(header, streams, extensions, banded=banded).to_bytes()
 
     def compress(
         self, image, quality: float | None = None, target_bpp: float | None = None, *,
@@ -414,16 +452,17 @@ class Codec:
             except OSError as exc:  # the temporary file: no room, no permission
                 raise UserError(f"cannot write the latent's temporary file ({exc.strerror or exc})") from None
             img.release_pixels()  # from here on the latent stands for the image
+            banded = pixels > self.band_pixels
             try:
                 if target_bpp is None:
                     q = self._check_quality(3.0 if quality is None else quality)
-                    return self._container(img, q, self._code_latent(y, q, progress))
-                return self._search_bpp(img, y, target_bpp)
+                    return self._container(img, q, self._code_latent(y, q, banded, progress))
+                return self._search_bpp(img, y, target_bpp, banded)
             finally:
                 if isinstance(y, DiskTensor):
                     y.close()
 
-    def _search_bpp(self, img: PreparedImage, y: torch.Tensor | DiskTensor, target_bpp: float) -> bytes:
+    def _search_bpp(self, img: PreparedImage, y: torch.Tensor | DiskTensor, target_bpp: float, banded: bool) -> bytes:
         """Bisection over the continuous quality knob; the analysis transform runs once."""
         if not (math.isfinite(target_bpp) and target_bpp > 0):
             raise UserError("target bpp must be a positive number")
@@ -432,7 +471,7 @@ class Codec:
         best: tuple[float, bytes] | None = None
         for _ in range(14):
             mid = (lo + hi) // 2
-            data = self._container(img, mid, self._code_latent(y, mid))
+            data = self._container(img, mid, self._code_latent(y, mid, banded))
             bpp = 8 * len(data) / pixels
             if best is None or abs(bpp - target_bpp) < best[0]:
                 best = (abs(bpp - target_bpp), data)
@@ -443,7 +482,7 @@ class Codec:
             if lo > hi:
                 break
         for edge in (1000, self.levels * 1000):  # the ends of the range, if the target is beyond
-            data = self._container(img, edge, self._code_latent(y, edge))
+            data = self._container(img, edge, self._code_latent(y, edge, banded))
             if abs(8 * len(data) / pixels - target_bpp) < best[0]:
                 best = (abs(8 * len(data) / pixels - target_bpp), data)
         return best[1]
@@ -468,9 +507,13 @@ class Codec:
     @torch.no_grad()
     def _latent_source(self, container: Container, progress: bool = False) -> tuple[Source, tuple[int, int]]:
         """Entropy-decode a file's latent; returns a function giving any window of ŷ (float64,
-        exact) and the latent's size. Only the integer symbols (int16 where they fit) are held whole."""
+        exact) and the latent's size. The window function must be asked top to bottom (rows a0
+        never going up by more than the context's reach): the y symbols are decoded band by band
+        as the windows move down and dropped once passed, so only a few bands of integer symbols
+        (int16 where they fit) are held. A version 1/2 file is one band: it is decoded whole at
+        the first window, as before."""
         h = container.header
-        z_stream, z_esc = container.streams[:2]
+        z_stream, z_esc, y_stream, y_esc = container.streams[:4]
         hp, wp = -(-h.height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-h.width // PAD_MULTIPLE) * PAD_MULTIPLE
         z_shape = (1, self.config.hyper_channels, hp // 64, wp // 64)
         z_int = coder.decode(z_stream, z_esc, self._z_indices(z_shape), self.z_tables)
@@ -479,32 +522,73 @@ class Codec:
         if z_int.size and np.abs(z_int).max() > Z_CLAMP:
             raise CorruptFileError("entropy-coded data is damaged (hyper-latent out of range)")
         z_t = torch.from_numpy(z_int).double()
-        keep = self.config.latent_channels * 16 * z_t.shape[-2] * z_t.shape[-1] <= self.keep_means_elements
-        if self.context is None:
-            indices, all_means = self._scale_indices(z_t, keep_means=keep, progress=progress)
-            reader = coder.StreamDecoder(*container.streams[2:4], self.y_tables)
-            symbols = reader.decode_into(np.empty(indices.shape, dtype=SYMBOL_DTYPE), indices)
+        hy, wy = 4 * z_t.shape[-2], 4 * z_t.shape[-1]
+        if container.banded:
+            band_rows, bands = unpack_bands(y_stream, y_esc, hy)
+        else:
+            band_rows, bands = hy, [(y_stream, y_esc)]
+        spans = band_spans(hy, band_rows)
+        reach = CONTEXT_KERNEL // 2 if self.context is not None else 0
+        keep = self.config.latent_channels * hy * wy <= self.keep_means_elements
+        symbols, means = BandStore(spans), BandStore(spans)
+        readers: dict[int, coder.StreamDecoder] = {}  # bands whose anchors are decoded, not the rest
+        done = 0  # bands before this one are decoded whole
+        one_band_bar = progress and len(spans) == 1  # a large version 1/2 file: a bar for its decoding
+
+        def start(b: int) -> None:
+            """Band b's first pass: its anchors, or all of it without a context model."""
+            r0, r1 = spans[b]
+            with progress_bar(self._window_count(r0, r1, wy), one_band_bar, "entropy model", "window") as bar:
+                idx, band_means = self._params_rows(z_t, r0, r1, keep_means=keep and not reach, bar=bar)
+            reader = coder.StreamDecoder(*bands[b], self.y_tables)
+            out = np.zeros(idx.shape, dtype=SYMBOL_DTYPE)
+            if reach:
+                symbols.arrays[b] = reader.decode_into(out, idx, anchor_mask(r1 - r0, wy, r0, 0))
+                readers[b] = reader
+            else:
+                symbols.arrays[b] = reader.decode_into(out, idx)
+                reader.finish()
+                if band_means is not None:
+                    means.arrays[b] = band_means.numpy()
+
+        def finish(b: int) -> None:
+            """Band b's non-anchors, once the anchors within the context's reach are decoded."""
+            r0, r1 = spans[b]
+            e0, e1 = max(0, r0 - reach), min(hy, r1 + reach)
+            for near in symbols.covering(e0, e1):
+                if near not in symbols.arrays:
+                    start(near)
+            around = symbols.rows(e0, e1, 0, wy)
+            with progress_bar(self._window_count(r0, r1, wy), one_band_bar, "entropy model", "window") as bar:
+                idx, band_means = self._params_rows(z_t, r0, r1, around, (e0, 0), keep_means=keep, bar=bar)
+            del around
+            reader = readers.pop(b)
+            symbols.arrays[b] = reader.decode_into(symbols.arrays[b], idx, ~anchor_mask(r1 - r0, wy, r0, 0))
             reader.finish()
-        else:  # anchors first; their symbols then give the rest their tables
-            anchors = anchor_mask(4 * z_t.shape[-2], 4 * z_t.shape[-1])
-            symbols = np.zeros((1, self.config.latent_channels, *anchors.shape), dtype=SYMBOL_DTYPE)
-            reader = coder.StreamDecoder(*container.streams[2:4], self.y_tables)
-            symbols = reader.decode_into(symbols, self._scale_indices(z_t, progress=progress)[0], anchors)
-            indices, all_means = self._scale_indices(z_t, symbols, keep_means=keep, progress=progress)
-            symbols = reader.decode_into(symbols, indices, ~anchors)
-            reader.finish()
-        del indices
+            if band_means is not None:
+                means.arrays[b] = band_means.numpy()
+
         _, inv_gain = self._gains(h.quality_milli)
 
         def window(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
-            if all_means is not None:
-                means = all_means[..., a0:a1, b0:b1]
+            nonlocal done
+            while done < len(spans) and spans[done][0] < a1:
+                if done not in symbols.arrays:
+                    start(done)
+                if reach:
+                    finish(done)
+                done += 1
+            symbols.drop_above(a0 - reach)
+            means.drop_above(a0)
+            if keep:
+                window_means = torch.from_numpy(means.rows(a0, a1, b0, b1))
             else:
-                means, _ = self._params_window(z_t, symbols, a0, a1, b0, b1)
+                e0, e1, f0, f1 = max(0, a0 - reach), min(hy, a1 + reach), max(0, b0 - reach), min(wy, b1 + reach)
+                window_means, _ = self._params_window(z_t, symbols.rows(e0, e1, f0, f1), a0, a1, b0, b1, (e0, f0))
             # Exact in float64: integers plus dyadic means, times a dyadic gain.
-            return (torch.from_numpy(symbols[..., a0:a1, b0:b1]).double() + means) * inv_gain
+            return (torch.from_numpy(symbols.rows(a0, a1, b0, b1)).double() + window_means) * inv_gain
 
-        return window, symbols.shape[-2:]
+        return window, (hy, wy)
 
     @torch.no_grad()
     def decode_latent(self, container: Container, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> torch.Tensor:

@@ -85,7 +85,8 @@ def _exif() -> bytes:
 
 
 def seed_corpus(codec) -> list[bytes]:
-    """Small valid files covering every colour mode, the escape streams and both metadata streams."""
+    """Small valid files covering every colour mode, the escape streams, both metadata streams and
+    the banded layout."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -105,6 +106,14 @@ def seed_corpus(codec) -> list[bytes]:
     img.info["icc_profile"] = _icc_profile()
     img.info["exif"] = _exif()
     files.append(codec.compress(img, quality=2, keep_metadata=True))
+    # version 3: the y stream in bands (a large image's layout, here in bands of 4 latent rows)
+    layout = codec.band_pixels, codec.band_rows
+    codec.band_pixels, codec.band_rows = 0, 4
+    try:
+        files.append(codec.compress(rng.integers(0, 256, (150, 40, 3), dtype=np.uint8), quality=2))
+        files.append(codec.compress(img, quality=1, keep_metadata=True))  # and metadata
+    finally:
+        codec.band_pixels, codec.band_rows = layout
     return files
 
 
@@ -210,7 +219,7 @@ def _stream_edit(rng: random.Random, data: bytes) -> bytes:
     if rng.random() < 0.1:  # streams swapped
         i, j = rng.randrange(len(streams)), rng.randrange(len(streams))
         streams[i], streams[j] = streams[j], streams[i]
-    return Container(c.header, streams, dict(c.extensions)).to_bytes()
+    return Container(c.header, streams, dict(c.extensions), banded=c.banded).to_bytes()
 
 
 def _forged_escapes(rng: random.Random, data: bytes) -> bytes:
@@ -224,7 +233,7 @@ def _forged_escapes(rng: random.Random, data: bytes) -> bytes:
     values = [rng.choice([2**31 - 1, -(2**31), 2**15 + 1, -(2**15) - 1, 10**6, 0]) for _ in range(rng.randint(1, 8))]
     extra = struct.pack(f"<{len(values)}i", *values)
     streams[k] = extra if rng.random() < 0.5 else streams[k] + extra
-    return Container(c.header, streams, dict(c.extensions)).to_bytes()
+    return Container(c.header, streams, dict(c.extensions), banded=c.banded).to_bytes()
 
 
 def _forged_metadata(rng: random.Random, data: bytes) -> bytes:
@@ -244,7 +253,7 @@ def _forged_metadata(rng: random.Random, data: bytes) -> bytes:
     elif ext:
         tag = rng.choice(list(ext))
         ext[tag] = _flip_bits(rng, ext[tag])
-    return Container(c.header, list(c.streams), ext).to_bytes()
+    return Container(c.header, list(c.streams), ext, banded=c.banded).to_bytes()
 
 
 def _splice(rng: random.Random, data: bytes, other: bytes) -> bytes:

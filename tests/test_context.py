@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from gancodec.bitstream import Container
 from gancodec.cli import main
 from gancodec.entropy import coder
 from gancodec.entropy.context import anchor_mask
@@ -234,3 +235,49 @@ def test_symbols_beyond_int16_widen_instead_of_wrapping(context_codec, tiny_code
     with monkeypatch.context() as m:  # the all-int32 encoder
         m.setattr(codec_module, "SYMBOL_DTYPE", np.int32)
         assert codec.compress(photo[:64, :64], quality=1) == large
+
+
+@pytest.mark.parametrize("band_rows", [4, 6, 64])
+def test_banded_file_decodes_the_same_pixels(context_codec, photo, monkeypatch, band_rows):
+    """A large image's y stream in bands (version 3) holds the same symbols as the one-stream
+    layout: the decoded pixels are identical, whatever the bands, tiles and means path."""
+    img = np.tile(photo, (3, 1, 1))[:330]  # 21 latent rows: bands of 4 and 6 rows, one of 64
+    one = context_codec.compress(img, quality=2)
+    monkeypatch.setattr(context_codec, "band_pixels", 0)
+    monkeypatch.setattr(context_codec, "band_rows", band_rows)
+    data = context_codec.compress(img, quality=2, progress=True)
+    assert data[4] == (3 if band_rows < 21 else one[4])
+    if band_rows >= 21:  # one band: the version 1 file, byte for byte
+        assert data == one
+    pixels = context_codec.decompress(one)
+    assert np.array_equal(context_codec.decompress(data), pixels)
+    monkeypatch.setattr(context_codec, "tile", 3)  # windows straddle the bands
+    monkeypatch.setattr(context_codec, "keep_means_elements", 0)
+    assert np.array_equal(context_codec.decompress(data), pixels)
+    assert np.array_equal(context_codec.decode_latent(Container.from_bytes(data)),
+                          context_codec.decode_latent(Container.from_bytes(one)))
+
+
+def test_banded_file_damage_is_refused(context_codec, photo, monkeypatch):
+    import struct
+
+    from gancodec.errors import CorruptFileError
+
+    monkeypatch.setattr(context_codec, "band_pixels", 0)
+    monkeypatch.setattr(context_codec, "band_rows", 4)
+    data = context_codec.compress(np.tile(photo, (2, 1, 1))[:200], quality=2)
+    container = Container.from_bytes(data)
+    y = container.streams[2]
+
+    def forged(new_y: bytes) -> bytes:
+        c = Container.from_bytes(data)
+        c.streams[2] = new_y
+        return c.to_bytes()
+
+    # each forgery has its CRC recomputed, as an attacker would
+    for bad, why in [(struct.pack("<H", 3) + y[2:], "bands of 3 rows"),
+                     (struct.pack("<H", 8) + y[2:], "lengths disagree"),
+                     (y[:2] + struct.pack("<I", struct.unpack_from("<I", y, 2)[0] + 4) + y[6:], "lengths disagree"),
+                     (y[:5], "truncated")]:
+        with pytest.raises(CorruptFileError, match=why):
+            context_codec.decompress(forged(bad))

@@ -46,11 +46,14 @@ def test_codec_training_both_stages_resume_and_export(tmp_path, image_folder, ph
     assert list((rd / "samples").glob("step_*.png"))
 
     gan = tmp_path / "gan"
+    multi_scale = ["--disc-scales", "2", "--disc-width", "8", "--disc-lr", "4e-4"]
     assert main(["train", "codec", "--stage", "gan", "--init", str(rd), "--steps", "2", "--out", str(gan),
-                 "--r1", "0.1", *common]) == 0
+                 "--r1", "0.1", *multi_scale, *common]) == 0
     state = torch.load(gan / "checkpoint.pt", weights_only=False)
     assert set(state["nets"]) == {"codec", "generator", "disc"}
-    assert main(["train", "codec", "--stage", "gan", "--steps", "3", "--out", str(gan), "--resume", *common]) == 0
+    assert any(k.startswith("scales.1.") for k in state["nets"]["disc"])  # two PatchGANs
+    assert main(["train", "codec", "--stage", "gan", "--steps", "3", "--out", str(gan), "--resume",
+                 *multi_scale, *common]) == 0
     assert _log_steps(gan)[-1] == 3
 
     folder = tmp_path / "zoo" / "mine"
@@ -120,6 +123,27 @@ def test_discriminator_normalises_hidden_layers_not_the_head():
         assert 0.5 < sigma.item() < 1.05
     assert not parametrize.is_parametrized(disc.head, "weight")
     assert parametrize.is_parametrized(PatchDiscriminator(normalize_head=True).head, "weight")
+
+
+def test_multi_scale_discriminator_judges_each_scale():
+    """pix2pixHD's multi-scale D: scale k sees the image pooled 2^k times; losses are averaged
+    over scales (their logit maps differ in size), features concatenated for feature matching."""
+    from functools import partial
+
+    from gancodec.gan import losses
+    from gancodec.gan.discriminators import MultiScaleDiscriminator
+
+    torch.manual_seed(0)
+    disc = MultiScaleDiscriminator(3, cond_channels=4, width=8, layers=3, last_stride=2).eval()  # SN fixed
+    x, cond = torch.rand(2, 3, 64, 64), torch.rand(2, 4, 4, 4)
+    logits, feats = disc(x, cond)
+    assert [t.shape[-1] for t in logits] == [7, 3, 1] and len(feats) == 9
+    pooled = torch.nn.functional.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+    assert torch.equal(logits[1], disc.scales[1](pooled, cond)[0])
+    d = losses.per_scale(partial(losses.d_loss, "hinge"), logits, [t - 1 for t in logits])
+    by_hand = sum(losses.d_loss("hinge", t, t - 1) for t in logits) / 3
+    assert torch.allclose(d, by_hand)
+    assert torch.equal(losses.per_scale(partial(losses.g_loss, "ns"), logits[0]), losses.g_loss("ns", logits[0]))
 
 
 def test_resume_from_a_checkpoint_without_average_starts_the_ema_from_its_weights(tmp_path, image_folder):

@@ -64,3 +64,31 @@ class PatchDiscriminator(nn.Module):
             x = block(x)
             feats.append(x)
         return self.head(x), feats
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """pix2pixHD's multi-scale discriminator: ``scales`` PatchGANs of the same shape, the k-th
+    seeing the image average-pooled 2^k times (the condition is resized inside each).
+
+    The full-resolution one judges fine texture, the coarser ones structure over a wider field
+    for the same cost per logit. ``forward`` returns one logit map per scale (their resolutions
+    differ, so losses are taken per scale and averaged: :func:`gancodec.gan.losses.per_scale`)
+    and every scale's features, finest first, for feature matching."""
+
+    def __init__(self, scales: int = 2, **patch_kwargs):
+        super().__init__()
+        if scales < 1:
+            raise ValueError("scales must be at least 1")
+        self.scales = nn.ModuleList(PatchDiscriminator(**patch_kwargs) for _ in range(scales))
+
+    def forward(
+        self, x: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        logits, feats = [], []
+        for k, disc in enumerate(self.scales):
+            if k:
+                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+            out, f = disc(x, cond)
+            logits.append(out)
+            feats.extend(f)
+        return logits, feats

@@ -49,6 +49,14 @@ def g_loss(kind: str, fake: torch.Tensor, real: torch.Tensor | None = None) -> t
     raise ValueError(f"unknown GAN loss {kind!r}; choose from {', '.join(LOSSES)}")
 
 
+def per_scale(loss, *logits: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """``loss(*maps)`` over a multi-scale discriminator's logit maps, averaged over scales as in
+    pix2pixHD. Each argument is a list with one map per scale, or a tensor (one scale); bind
+    the loss's name first, e.g. ``per_scale(partial(d_loss, "ns"), real, fake)``."""
+    lists = [x if isinstance(x, (list, tuple)) else [x] for x in logits]
+    return torch.stack([loss(*maps) for maps in zip(*lists, strict=True)]).mean()
+
+
 def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): squared gradient norm of D at real data.
 

@@ -20,13 +20,14 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..gan import losses
-from ..gan.discriminators import PatchDiscriminator
+from ..gan.discriminators import MultiScaleDiscriminator, PatchDiscriminator
 from ..gan.perceptual import PerceptualLoss
 from ..models.codec import CodecConfig, HiFiCLite, bits_per_pixel
 from .trainer import Task
@@ -125,7 +126,8 @@ class CodecGANTask(Task):
     def __init__(
         self, model: HiFiCLite, lr: float = 1e-4, beta: float = 0.3, fm_weight: float = 10.0,
         gan_loss: str = "ns", r1_weight: float = 0.0, disc_width: int = 48,
-        perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.0,
+        perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.0, disc_scales: int = 1,
+        disc_lr: float | None = None,
     ):
         if model.g_s_gan is None:
             model.add_gan_decoder()
@@ -133,10 +135,14 @@ class CodecGANTask(Task):
         model.requires_grad_(False)
         model.g_s_gan.requires_grad_(True)
         self.model = model
-        self.disc = PatchDiscriminator(
-            cond_channels=model.config.latent_channels, width=disc_width, layers=3, last_stride=2
-        )
+        patch = {"cond_channels": model.config.latent_channels, "width": disc_width, "layers": 3, "last_stride": 2}
+        # One scale is v0.8's discriminator (checkpoints of it resume); more is pix2pixHD's.
+        self.disc = (PatchDiscriminator(**patch) if disc_scales == 1
+                     else MultiScaleDiscriminator(disc_scales, **patch))
         self.lr, self.beta, self.fm_weight = lr, beta, fm_weight
+        # TTUR (Heusel et al. 2017): a faster discriminator. At the generator's rate the codec's
+        # spectral-norm D sat at chance (ln 4) for its first ~600 steps, a third of a CPU session.
+        self.disc_lr = lr if disc_lr is None else disc_lr
         self.gan_loss, self.r1_weight = gan_loss, r1_weight
         # Not in networks(): frozen, never checkpointed; moved to the batch's device on first use.
         self.perceptual = perceptual if perceptual_weight > 0 else None
@@ -149,7 +155,7 @@ class CodecGANTask(Task):
     def optimizers(self, nets):
         return {
             "generator": torch.optim.Adam(nets["generator"].parameters(), lr=self.lr, betas=(0.5, 0.999)),
-            "disc": torch.optim.Adam(nets["disc"].parameters(), lr=self.lr, betas=(0.5, 0.999)),
+            "disc": torch.optim.Adam(nets["disc"].parameters(), lr=self.disc_lr, betas=(0.5, 0.999)),
         }
 
     def train_step(self, batch, nets, opts, step):
@@ -164,19 +170,20 @@ class CodecGANTask(Task):
         # Discriminator: real and fake in one forward so DDP sees one pass per backward.
         real_in = batch.detach().requires_grad_(self.r1_weight > 0)
         logits, _ = disc(torch.cat([real_in, fake.detach()]), torch.cat([y_hat, y_hat]))
-        real_logits, fake_logits = logits[:n].float(), logits[n:].float()
-        d_loss = losses.d_loss(self.gan_loss, real_logits, fake_logits)
+        real_logits, fake_logits = _split(logits, n)
+        d_loss = losses.per_scale(partial(losses.d_loss, self.gan_loss), real_logits, fake_logits)
         if self.r1_weight > 0:
-            d_loss = d_loss + self.r1_weight * 0.5 * losses.r1_penalty(real_logits, real_in)
+            flat = torch.cat([r.flatten(1) for r in real_logits], 1)
+            d_loss = d_loss + self.r1_weight * 0.5 * losses.r1_penalty(flat, real_in)
         opts["disc"].zero_grad(set_to_none=True)
         d_loss.backward()
         opts["disc"].step()
 
         # Generator.
         logits, feats = disc(torch.cat([batch, fake]), torch.cat([y_hat, y_hat]))
-        real_logits, fake_logits = logits[:n].float(), logits[n:].float()
+        real_logits, fake_logits = _split(logits, n)
         feats = [f.float() for f in feats]
-        g_adv = losses.g_loss(self.gan_loss, fake_logits, real_logits)
+        g_adv = losses.per_scale(partial(losses.g_loss, self.gan_loss), fake_logits, real_logits)
         fm = losses.feature_matching([f[:n] for f in feats], [f[n:] for f in feats])
         mse = F.mse_loss(fake, batch, reduction="none").flatten(1).mean(1)
         g_loss = (lam * 255**2 * mse).mean() + self.beta * (g_adv + self.fm_weight * fm)
@@ -203,6 +210,12 @@ class CodecGANTask(Task):
         q = torch.full((x.shape[0],), 2.0, device=x.device)
         y_hat = codec.encode_latents(x, q)["y_hat"]
         return torch.cat([x, codec.g_s(y_hat), nets["generator"](y_hat)])
+
+
+def _split(logits: torch.Tensor | list[torch.Tensor], n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(real, fake) fp32 logit maps per scale of a batch whose first n images are the real ones."""
+    maps = logits if isinstance(logits, list) else [logits]
+    return [m[:n].float() for m in maps], [m[n:].float() for m in maps]
 
 
 def build_codec(config: CodecConfig | None = None) -> HiFiCLite:

@@ -117,14 +117,16 @@ def train_codec(args) -> Path:
 
             perceptual = PerceptualLoss(load_vgg16_features(args.perceptual_weights))
         task = CodecGANTask(model, lr=args.lr, beta=args.beta, gan_loss=args.gan_loss, r1_weight=args.r1,
-                            fm_weight=args.fm_weight, perceptual=perceptual, perceptual_weight=args.perceptual)
+                            fm_weight=args.fm_weight, perceptual=perceptual, perceptual_weight=args.perceptual,
+                            disc_scales=args.disc_scales, disc_width=args.disc_width, disc_lr=args.disc_lr)
     _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec"}, data)
     if is_main_process():
         (out / "run.json").write_text(json.dumps({
             "stage": args.stage, "steps": args.steps, "data": [str(d) for d in args.data],
             "batch_size": args.batch_size, "crop": args.crop, "lr": args.lr,
             "config": config.to_dict(),
-            **({"beta": args.beta, "fm_weight": args.fm_weight, "perceptual": args.perceptual}
+            **({"beta": args.beta, "fm_weight": args.fm_weight, "perceptual": args.perceptual,
+                "disc_scales": args.disc_scales, "disc_width": args.disc_width, "disc_lr": args.disc_lr}
                if args.stage == "gan" else {}),
         }, indent=2))
     return out
