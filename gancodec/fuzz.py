@@ -198,7 +198,7 @@ def _header_field(rng: random.Random, data: bytes) -> bytes:
             if n:
                 struct.pack_into("<I", b, off["lengths"] + 4 * rng.randrange(n), rng.choice(INTERESTING32))
         elif field == "version":
-            b[4] = rng.choice([0, 1, 2, 3, 255])
+            b[4] = rng.choice([0, 1, 2, 3, 4, 255])  # 1 <-> 3: a one-stream y read as bands and back
         else:
             b[5] = rng.choice([0, 1, 3, 255])
     except (struct.error, IndexError):

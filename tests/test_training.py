@@ -55,6 +55,11 @@ def test_codec_training_both_stages_resume_and_export(tmp_path, image_folder, ph
     assert main(["train", "codec", "--stage", "gan", "--steps", "3", "--out", str(gan), "--resume",
                  *multi_scale, *common]) == 0
     assert _log_steps(gan)[-1] == 3
+    # a new gan run may start its discriminator from this one's (not from an rd run: it has none)
+    assert main(["train", "codec", "--stage", "gan", "--init", str(gan), "--init-disc", "--steps", "1",
+                 "--out", str(tmp_path / "gan2"), *multi_scale, *common]) == 0
+    assert main(["train", "codec", "--stage", "gan", "--init", str(rd), "--init-disc", "--steps", "1",
+                 "--out", str(tmp_path / "gan3"), *common]) == 2
 
     folder = tmp_path / "zoo" / "mine"
     assert main(["train", "export", str(gan), "--out", str(folder), "--name", "mine"]) == 0
@@ -144,6 +149,20 @@ def test_multi_scale_discriminator_judges_each_scale():
     by_hand = sum(losses.d_loss("hinge", t, t - 1) for t in logits) / 3
     assert torch.allclose(d, by_hand)
     assert torch.equal(losses.per_scale(partial(losses.g_loss, "ns"), logits[0]), losses.g_loss("ns", logits[0]))
+
+
+def test_multi_scale_discriminator_starts_from_a_single_scale_run(tmp_path):
+    from gancodec.gan.discriminators import MultiScaleDiscriminator, PatchDiscriminator
+    from gancodec.training.run import _init_discriminator
+
+    kwargs = {"cond_channels": 4, "width": 8, "layers": 3, "last_stride": 2}
+    single = PatchDiscriminator(**kwargs)
+    torch.save({"stage": "gan", "nets": {"disc": single.state_dict()}}, tmp_path / "checkpoint.pt")
+    multi = MultiScaleDiscriminator(2, **kwargs)
+    _init_discriminator(multi, tmp_path)
+    for scale in multi.scales:
+        for a, b in zip(scale.state_dict().values(), single.state_dict().values()):
+            assert torch.equal(a, b)
 
 
 def test_resume_from_a_checkpoint_without_average_starts_the_ema_from_its_weights(tmp_path, image_folder):

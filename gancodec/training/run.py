@@ -119,6 +119,8 @@ def train_codec(args) -> Path:
         task = CodecGANTask(model, lr=args.lr, beta=args.beta, gan_loss=args.gan_loss, r1_weight=args.r1,
                             fm_weight=args.fm_weight, perceptual=perceptual, perceptual_weight=args.perceptual,
                             disc_scales=args.disc_scales, disc_width=args.disc_width, disc_lr=args.disc_lr)
+        if args.init_disc and not resuming:
+            _init_discriminator(task.disc, Path(args.init))
     _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec"}, data)
     if is_main_process():
         (out / "run.json").write_text(json.dumps({
@@ -130,6 +132,26 @@ def train_codec(args) -> Path:
                if args.stage == "gan" else {}),
         }, indent=2))
     return out
+
+
+def _init_discriminator(disc: torch.nn.Module, run: Path) -> None:
+    """Start ``disc`` from the discriminator of an earlier gan-stage run, every scale of a
+    multi-scale one from that run's (single- or same-scale) discriminator: a spectral-norm
+    PatchGAN started from scratch sat at chance for its first ~600 steps."""
+    from ..gan.discriminators import MultiScaleDiscriminator
+
+    state = _read_checkpoint(run)
+    weights = state.get("nets", {}).get("disc")
+    if state.get("stage") != "gan" or weights is None:
+        raise UserError(f"--init-disc needs a gan-stage run with a discriminator; {run} has none")
+    targets = disc.scales if isinstance(disc, MultiScaleDiscriminator) else [disc]
+    if any(k.startswith("scales.") for k in weights):
+        targets = [disc]
+    try:
+        for target in targets:
+            target.load_state_dict(weights)
+    except RuntimeError:
+        raise UserError(f"the discriminator of {run} does not fit this one (--disc-width, --disc-scales)") from None
 
 
 def _start_two_stage(args) -> tuple[int, Path, bool]:
