@@ -377,7 +377,11 @@ class Codec:
                       + (self._window_count(r0, r1, wy) if reach else 0) for r0, r1 in spans)
         z_stream, z_esc = coder.encode(z_int.long().numpy(), self._z_indices(z_int.shape), self.z_tables)
         with progress_bar(windows, progress, "entropy coding", unit="window") as bar:
-            coded = [self._code_band(y_window, gain, z_int, r0, r1, bar) for r0, r1 in spans]
+            coded = []
+            for r0, r1 in spans:
+                coded.append(self._code_band(y_window, gain, z_int, r0, r1, bar))
+                if banded:
+                    return_free_memory()  # the band's arrays, as the decoder does
         if not banded:
             return [z_stream, z_esc, *coded[0]], False
         return [z_stream, z_esc, *pack_bands(self.band_rows, coded)], True
@@ -578,8 +582,11 @@ class Codec:
                 if reach:
                     finish(done)
                 done += 1
-            symbols.drop_above(a0 - reach)
             means.drop_above(a0)
+            if symbols.drop_above(a0 - reach) and len(spans) > 1:
+                # a band's arrays (~10 MB) live in the heap, below the 32 MB that large images
+                # map: give the pages of the passed bands back rather than let holes accumulate
+                return_free_memory()
             if keep:
                 window_means = torch.from_numpy(means.rows(a0, a1, b0, b1))
             else:

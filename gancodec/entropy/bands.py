@@ -85,7 +85,9 @@ class BandStore:
             parts.append(self.arrays[b][..., max(r0, s) - s : min(r1, e) - s, c0:c1])
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-2)
 
-    def drop_above(self, row: int) -> None:
-        """Forget the bands that end at or above ``row``."""
-        for b in [b for b in self.arrays if self.spans[b][1] <= row]:
+    def drop_above(self, row: int) -> bool:
+        """Forget the bands that end at or above ``row``; returns whether there were any."""
+        passed = [b for b in self.arrays if self.spans[b][1] <= row]
+        for b in passed:
             del self.arrays[b]
+        return bool(passed)
