@@ -333,7 +333,20 @@ class Codec:
                 yield a0, min(r1, a0 + rows), b0, min(width, b0 + cols)
 
     def _window_count(self, r0: int, r1: int, width: int) -> int:
-        return -(-(r1 - r0) // (4 * self.hyper_band)) * -(-width // (4 * self.hyper_cols))
+        return sum(1 for _ in self._row_windows(r0, r1, width))
+
+    @property
+    def _context_reach(self) -> int:
+        """Latent rows (and columns) around a position whose anchors its parameters read."""
+        return CONTEXT_KERNEL // 2 if self.context is not None else 0
+
+    def _band_passes(self, r0: int, r1: int, hy: int) -> list[tuple[bool, int, int]]:
+        """The coding passes of latent rows r0:r1 as (context pass, first row, end row): the
+        hyperprior over the band and the context's reach around it, then (with a context model)
+        the context over the band."""
+        reach = self._context_reach
+        passes = [(False, max(0, r0 - reach), min(hy, r1 + reach))]
+        return passes + [(True, r0, r1)] if reach else passes
 
     # -- encoder ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -372,9 +385,7 @@ class Codec:
         hy, wy = y.shape[-2:]
         banded = banded and hy > self.band_rows
         spans = band_spans(hy, self.band_rows) if banded else [(0, hy)]
-        reach = CONTEXT_KERNEL // 2 if self.context is not None else 0
-        windows = sum(self._window_count(max(0, r0 - reach), min(hy, r1 + reach), wy)
-                      + (self._window_count(r0, r1, wy) if reach else 0) for r0, r1 in spans)
+        windows = sum(self._window_count(a0, a1, wy) for r0, r1 in spans for _, a0, a1 in self._band_passes(r0, r1, hy))
         z_stream, z_esc = coder.encode(z_int.long().numpy(), self._z_indices(z_int.shape), self.z_tables)
         with progress_bar(windows, progress, "entropy coding", unit="window") as bar:
             coded = []
@@ -393,13 +404,13 @@ class Codec:
         the parameters the anchors around them give (those of the rows within the context's
         reach above and below the band are made too, and not coded here)."""
         hy, wy = 4 * z_int.shape[-2], 4 * z_int.shape[-1]
-        reach = CONTEXT_KERNEL // 2 if self.context is not None else 0
-        e0, e1 = max(0, r0 - reach), min(hy, r1 + reach)
+        passes = self._band_passes(r0, r1, hy)
+        _, e0, e1 = passes[0]  # the band and the rows around it
         shape = (1, self.config.latent_channels, e1 - e0, wy)
         symbols = np.zeros(shape, dtype=SYMBOL_DTYPE)
         indices = np.empty(shape, dtype=np.uint8)
-        for context_pass in ((False, True) if reach else (False,)):
-            for a0, a1, b0, b1 in self._row_windows(*((r0, r1) if context_pass else (e0, e1)), wy):
+        for context_pass, p0, p1 in passes:
+            for a0, a1, b0, b1 in self._row_windows(p0, p1, wy):
                 if context_pass:
                     means, idx = self._params_window(z_int, symbols, a0, a1, b0, b1, origin=(e0, 0))
                 else:
@@ -416,7 +427,7 @@ class Codec:
         if (e0, e1) != (r0, r1):  # drop the rows around the band
             symbols = np.ascontiguousarray(symbols[..., r0 - e0 : r1 - e0, :])
             indices = np.ascontiguousarray(indices[..., r0 - e0 : r1 - e0, :])
-        if not reach:
+        if len(passes) == 1:
             return coder.encode(symbols, indices, self.y_tables)
         # one stream, read in two passes: the anchors, then the rest (selected in place: a
         # gathered copy of each half was the largest buffer of a large image's compress)
@@ -532,7 +543,7 @@ class Codec:
         else:
             band_rows, bands = hy, [(y_stream, y_esc)]
         spans = band_spans(hy, band_rows)
-        reach = CONTEXT_KERNEL // 2 if self.context is not None else 0
+        reach = self._context_reach
         keep = self.config.latent_channels * hy * wy <= self.keep_means_elements
         symbols, means = BandStore(spans), BandStore(spans)
         readers: dict[int, coder.StreamDecoder] = {}  # bands whose anchors are decoded, not the rest

@@ -25,13 +25,14 @@ Source = Callable[[int, int, int, int], torch.Tensor]
 Sink = Callable[[int, int, int, int, torch.Tensor], None]
 
 
-def _spans(length: int, tile: int) -> list[tuple[int, int]]:
+def spans(length: int, tile: int) -> list[tuple[int, int]]:
+    """(start, end) of consecutive pieces of ``tile`` (the last may be shorter) covering ``length``."""
     return [(s, min(s + tile, length)) for s in range(0, length, tile)]
 
 
 def tile_grid(h: int, w: int, tile: int) -> list[tuple[int, int, int, int]]:
     """The tiles (r0, r1, c0, c1) of an h × w plane, row by row."""
-    return [(r0, r1, c0, c1) for r0, r1 in _spans(h, tile) for c0, c1 in _spans(w, tile)]
+    return [(r0, r1, c0, c1) for r0, r1 in spans(h, tile) for c0, c1 in spans(w, tile)]
 
 
 def _as_source(x: torch.Tensor | Source, size: tuple[int, int] | None) -> tuple[Source, int, int]:

@@ -19,6 +19,7 @@ import struct
 import numpy as np
 
 from ..errors import CorruptFileError
+from ..tiling import spans
 
 MIN_BAND_ROWS = 4  # at least the context model's reach (2 rows) into the next band
 MAX_BAND_ROWS = 65535
@@ -26,7 +27,7 @@ MAX_BAND_ROWS = 65535
 
 def band_spans(height: int, band_rows: int) -> list[tuple[int, int]]:
     """(first row, end row) of each band of a latent ``height`` rows high."""
-    return [(r, min(height, r + band_rows)) for r in range(0, height, band_rows)]
+    return spans(height, band_rows)
 
 
 def pack_bands(band_rows: int, bands: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes]:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..gan.discriminators import MultiScaleDiscriminator
 from ..models.codec import CodecConfig, HiFiCLite
 from .codec_task import CodecEntropyTask, CodecGANTask, CodecRDTask
 from .data import LatentCache, RandomCrops
@@ -138,8 +139,6 @@ def _init_discriminator(disc: torch.nn.Module, run: Path) -> None:
     """Start ``disc`` from the discriminator of an earlier gan-stage run, every scale of a
     multi-scale one from that run's (single- or same-scale) discriminator: a spectral-norm
     PatchGAN started from scratch sat at chance for its first ~600 steps."""
-    from ..gan.discriminators import MultiScaleDiscriminator
-
     state = _read_checkpoint(run)
     weights = state.get("nets", {}).get("disc")
     if state.get("stage") != "gan" or weights is None:
