@@ -84,6 +84,8 @@ def _add_train(sub) -> None:
     c.add_argument("--disc-lr", type=float, default=None, help="gan stage: discriminator learning rate (default: --lr)")
     c.add_argument("--init-disc", action="store_true",
                    help="gan stage: start the discriminator from the --init run's (a gan-stage run)")
+    c.add_argument("--blend-weight", type=float, default=0.0,
+                   help="gan stage: weight of the term keeping --realism blends between the two decoders")
     c.add_argument("--perceptual", type=float, default=0.0,
                    help="gan stage: weight of the VGG16 perceptual term (0: none; needs --perceptual-weights)")
     c.add_argument("--perceptual-weights", default=None,

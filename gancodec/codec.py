@@ -42,7 +42,7 @@ from .entropy.context import CONTEXT_KERNEL, anchor_mask
 from .errors import CorruptFileError, ModelMismatchError, UserError
 from .imageio import apply_orientation, atomic_output, has_alpha, is_greyscale, open_image, save_image, to_rgb_alpha
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
-from .models.codec import CodecConfig, HiFiCLite
+from .models.codec import CodecConfig, HiFiCLite, blended_parameters
 from .models.integer import ExactSynthesis, IntegerContext, IntegerHyperSynthesis, upsampling_start
 from .pngstream import PngWriter
 from .tiling import DiskTensor, Sink, Source, progress_bar, run_tiled, run_tiled_two_stage, uint8_source
@@ -644,9 +644,7 @@ class Codec:
                 net = self._synthesis_net("mse", None, True).blended(self._synthesis_net("gan", None, True), milli)
             else:
                 net = copy.deepcopy(self.net.g_s)
-                gan = self.net.g_s_gan.state_dict()
-                net.load_state_dict({k: torch.lerp(v, gan[k], milli / 1000)
-                                     for k, v in self.net.g_s.state_dict().items()})
+                net.load_state_dict(blended_parameters(self.net.g_s, self.net.g_s_gan, milli / 1000))
             self._blend = ((exact, milli), net)
         return self._blend[1]
 

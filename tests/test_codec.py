@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import textwrap
@@ -228,6 +229,32 @@ def test_realism_blends_the_two_decoders_exactly(photo, shipped_codec, tmp_path)
     (tmp_path / "a.gcz").write_bytes(data)
     assert main(["decompress", str(tmp_path / "a.gcz"), "-o", str(tmp_path / "a.png"), "--realism", "0.5"]) == 0
     assert np.array_equal(gancodec.imageio.load_rgb_array(tmp_path / "a.png"), half)
+
+
+def test_blended_parameters_are_the_decoders_blend(tiny_codec):
+    """The training blend is the decoder's: its ends are the two networks, gradients reach both,
+    and at every realism the exact (fixed-point) blend decodes what the float blend does."""
+    from gancodec.models.codec import blended_parameters
+
+    net = copy.deepcopy(tiny_codec.net).requires_grad_(True)
+    if net.g_s_gan is None:
+        net.add_gan_decoder()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in net.g_s_gan.parameters():
+            p.mul_(1 + 0.2 * torch.rand_like(p))
+    y = torch.randn(1, net.config.latent_channels, 3, 4)
+    call = torch.func.functional_call
+    for r, end in ((0.0, net.g_s), (1.0, net.g_s_gan)):
+        out = call(net.g_s_gan, blended_parameters(net.g_s, net.g_s_gan, r), (y,))
+        assert torch.allclose(out, end(y), atol=1e-5)
+    out = call(net.g_s_gan, blended_parameters(net.g_s, net.g_s_gan, 0.3), (y,))
+    out.square().sum().backward()
+    assert all(p.grad is not None for p in net.g_s.parameters())
+    assert all(p.grad is not None for p in net.g_s_gan.parameters())
+    with torch.no_grad():
+        exact = ExactSynthesis(net.g_s).blended(ExactSynthesis(net.g_s_gan), 300)(y.double())
+        assert (exact - out.detach().double()).abs().max().item() < 0.5 / 255
 
 
 def test_api_defaults_to_the_shipped_model(photo, shipped_codec):

@@ -48,7 +48,9 @@ def test_codec_training_both_stages_resume_and_export(tmp_path, image_folder, ph
     gan = tmp_path / "gan"
     multi_scale = ["--disc-scales", "2", "--disc-width", "8", "--disc-lr", "4e-4"]
     assert main(["train", "codec", "--stage", "gan", "--init", str(rd), "--steps", "2", "--out", str(gan),
-                 "--r1", "0.1", *multi_scale, *common]) == 0
+                 "--r1", "0.1", "--blend-weight", "1", *multi_scale, *common]) == 0
+    with open(gan / "log.csv") as fh:
+        assert all(float(r["blend_psnr"]) > 0 for r in csv.DictReader(fh))  # the blend term ran
     state = torch.load(gan / "checkpoint.pt", weights_only=False)
     assert set(state["nets"]) == {"codec", "generator", "disc"}
     assert any(k.startswith("scales.1.") for k in state["nets"]["disc"])  # two PatchGANs

@@ -28,7 +28,7 @@ from torch import nn
 from ..entropy.context import CONTEXT_MODELS, CheckerboardContext, anchor_mask_like
 from ..entropy.factorized import FactorizedPrior
 from ..entropy.gaussian import GaussianConditional
-from ..layers import GDN, ResidualBlock, conv, deconv
+from ..layers import GDN, ResidualBlock, conv, deconv, lower_bound
 
 
 @dataclass
@@ -91,6 +91,26 @@ class Synthesis(nn.Module):
 
     def forward(self, y_hat: torch.Tensor) -> torch.Tensor:
         return self.net(y_hat)
+
+
+def blended_parameters(fidelity: Synthesis, gan: Synthesis, realism: float) -> dict[str, torch.Tensor]:
+    """The parameters of the synthesis ``realism`` of the way from ``fidelity`` to ``gan``, blended
+    as the decoder blends them (:meth:`gancodec.models.integer.ExactSynthesis.blended`):
+    convolutions linearly, each IGDN in its effective β and γ (the stored values squared) — a
+    blend of two valid IGDNs is then a valid IGDN. Gradients reach both networks, so training can
+    shape what the ``--realism`` dial decodes (:class:`~gancodec.training.codec_task.CodecGANTask`)."""
+    gan_params = dict(gan.named_parameters())
+    out = {k: torch.lerp(v, gan_params[k], realism) for k, v in fidelity.named_parameters()}
+    for name, module in fidelity.named_modules():
+        if not isinstance(module, GDN):
+            continue
+        for attr, bound in (("beta", module._beta_bound), ("gamma", module._gamma_bound)):
+            key = f"{name}.{attr}"
+            ped = module._pedestal
+            a = lower_bound(getattr(module, attr), bound) ** 2 - ped
+            b = lower_bound(gan_params[key], bound) ** 2 - ped
+            out[key] = torch.sqrt(torch.lerp(a, b, realism) + ped)
+    return out
 
 
 def hyper_analysis(m: int, n: int) -> nn.Sequential:

@@ -8,7 +8,9 @@
         quantised latent: loss = λ(q)·255²·MSE + k_P·perceptual + β·(adversarial + feature
         matching), the perceptual term (HiFiC's LPIPS; here VGG16 features,
         :mod:`gancodec.gan.perceptual`) optional. The MSE synthesis is kept untouched, so one
-        file decodes either way.
+        file decodes either way. With a blend weight, a realism r ~ U(0, 1) is drawn each step
+        and the weight-blended synthesis (what ``--realism r`` decodes) is pulled towards the
+        pixel blend of the two decoders, so the dial stays between them.
 ``entropy`` the transforms, the gains and z's prior are frozen and only the entropy model of y
         learns — the hyper-synthesis, and the checkerboard context model when the model has one
         — on rate alone (the decoded image barely depends on it): loss = bpp of y. It runs on
@@ -29,7 +31,7 @@ from torch import nn
 from ..gan import losses
 from ..gan.discriminators import MultiScaleDiscriminator, PatchDiscriminator
 from ..gan.perceptual import PerceptualLoss
-from ..models.codec import CodecConfig, HiFiCLite, bits_per_pixel
+from ..models.codec import CodecConfig, HiFiCLite, bits_per_pixel, blended_parameters
 from .trainer import Task
 
 
@@ -127,7 +129,7 @@ class CodecGANTask(Task):
         self, model: HiFiCLite, lr: float = 1e-4, beta: float = 0.3, fm_weight: float = 10.0,
         gan_loss: str = "ns", r1_weight: float = 0.0, disc_width: int = 48,
         perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.0, disc_scales: int = 1,
-        disc_lr: float | None = None,
+        disc_lr: float | None = None, blend_weight: float = 0.0,
     ):
         if model.g_s_gan is None:
             model.add_gan_decoder()
@@ -147,6 +149,9 @@ class CodecGANTask(Task):
         # Not in networks(): frozen, never checkpointed; moved to the batch's device on first use.
         self.perceptual = perceptual if perceptual_weight > 0 else None
         self.perceptual_weight = perceptual_weight
+        # ESRGAN's weight interpolation is only a dial if the midpoints decode sensibly; long GAN
+        # training can leave them outside both decoders (session 13's candidate: 51 % inside).
+        self.blend_weight = blend_weight
 
     def networks(self):
         # "codec" is checkpointed whole; "generator" is its g_s_gan, the one network that learns.
@@ -194,6 +199,10 @@ class CodecGANTask(Task):
             perc = self.perceptual(fake, batch).mean()
             g_loss = g_loss + self.perceptual_weight * perc
             metrics["perceptual"] = perc.item()
+        if self.blend_weight > 0:
+            blend = self._blend_error(codec, fake, y_hat)
+            g_loss = g_loss + self.blend_weight * (lam * 255**2 * blend).mean()
+            metrics["blend_psnr"] = (10 * torch.log10(1 / blend.detach().clamp_min(1e-10))).mean().item()
         opts["generator"].zero_grad(set_to_none=True)
         g_loss.backward()
         opts["generator"].step()
@@ -202,6 +211,19 @@ class CodecGANTask(Task):
             "g_loss": g_loss.item(), "d_loss": d_loss.item(), "g_adv": g_adv.item(),
             "fm": fm.item(), **metrics, "psnr": psnr.item(),
         }
+
+    @staticmethod
+    def _blend_error(codec: HiFiCLite, fake: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
+        """Per image, the MSE between the synthesis blended at a random realism r (weights, as
+        the decoder does it) and the pixel blend of the MSE and GAN decoders' outputs; its
+        gradient reaches the GAN decoder through the blended weights. r comes from the CPU
+        generator, which the checkpoint saves."""
+        r = float(torch.rand(()))
+        with torch.no_grad():
+            target = torch.lerp(codec.g_s(y_hat).float(), fake.detach(), r)
+        params = blended_parameters(codec.g_s, codec.g_s_gan, r)
+        mid = torch.func.functional_call(codec.g_s_gan, params, (y_hat,)).float()
+        return F.mse_loss(mid, target, reduction="none").flatten(1).mean(1)
 
     @torch.no_grad()
     def sample(self, batch, nets):
