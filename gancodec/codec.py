@@ -40,7 +40,17 @@ from .entropy.bands import BandStore, band_spans, pack_bands, unpack_bands
 from .entropy.coder import TableSet
 from .entropy.context import CONTEXT_KERNEL, anchor_mask
 from .errors import CorruptFileError, ModelMismatchError, UserError
-from .imageio import apply_orientation, atomic_output, has_alpha, is_greyscale, open_image, save_image, to_rgb_alpha
+from .imageio import (
+    StreamedRGB,
+    apply_orientation,
+    atomic_output,
+    has_alpha,
+    is_greyscale,
+    open_image,
+    save_image,
+    streamed_rgb,
+    to_rgb_alpha,
+)
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite, blended_parameters
 from .models.integer import ExactSynthesis, IntegerContext, IntegerHyperSynthesis, upsampling_start
@@ -63,7 +73,7 @@ SPILL_LATENT_PIXELS = LARGE_IMAGE_PIXELS
 
 @dataclass
 class PreparedImage:
-    rgb: np.ndarray  # (H, W, 3) uint8
+    rgb: np.ndarray | StreamedRGB  # (H, W, 3) uint8, or a large PNG's rows read as the analysis moves down
     mode: ColorMode
     alpha: np.ndarray | None
     icc_profile: bytes | None = None
@@ -74,6 +84,8 @@ class PreparedImage:
 
     def release_pixels(self) -> None:
         """Drop this object's reference to the colour pixels (3 bytes a pixel) once they are coded."""
+        if isinstance(self.rgb, StreamedRGB):
+            self.rgb.close()
         self.rgb = np.empty((0, 0, 3), dtype=np.uint8)
 
 
@@ -94,10 +106,14 @@ def _metadata(image: Image.Image, grey: bool, keep_exif: bool) -> tuple[bytes | 
     return icc, exif
 
 
-def prepare_image(image, max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_metadata: bool = False) -> PreparedImage:
+def prepare_image(
+    image, max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_metadata: bool = False, stream: bool = False,
+) -> PreparedImage:
     """Accept a path, a PIL image or a uint8 array (H, W), (H, W, 1|2|3|4). Images are made
     upright (EXIF orientation); their ICC profile is kept, and with ``keep_metadata`` their
-    EXIF too. Anything above ``max_pixels`` (None: no limit) is refused."""
+    EXIF too. Anything above ``max_pixels`` (None: no limit) is refused. With ``stream``, a
+    plain PNG file without alpha is not read here: its rows are read as they are analysed
+    (:class:`~gancodec.imageio.StreamedRGB`)."""
     icc = exif = None
     if isinstance(image, (str, Path)):
         image = open_image(image, max_pixels, decode=False)  # a plain PNG streams below
@@ -106,6 +122,13 @@ def prepare_image(image, max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_metad
         image = apply_orientation(image)
         grey = is_greyscale(image)
         icc, exif = _metadata(image, grey, keep_metadata)
+        rows = streamed_rgb(image) if stream else None
+        if rows is not None:
+            h, w = rows.shape[:2]
+            if max(h, w) > 65535:
+                rows.close()
+                raise UserError(f"image is {w}×{h}; the format allows at most 65535 pixels on a side")
+            return PreparedImage(rows, ColorMode.GREY if grey else ColorMode.RGB, None, icc, exif)
         rgb, alpha = to_rgb_alpha(image, has_alpha(image))  # in bands: never a second whole copy
         image = None  # Pillow's copy of the pixels (if it made one) can go now
     else:
@@ -350,9 +373,12 @@ class Codec:
 
     # -- encoder ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def analyse(self, rgb: np.ndarray, progress: bool = False, to_disk: bool = False) -> torch.Tensor | DiskTensor:
-        """The float32 latent y of a uint8 (H, W, 3) image. The image is padded (edge) to a
-        multiple of 64 and turned into float one tile at a time, never as a whole. With
+    def analyse(
+        self, rgb: np.ndarray | StreamedRGB, progress: bool = False, to_disk: bool = False,
+    ) -> torch.Tensor | DiskTensor:
+        """The float32 latent y of a uint8 (H, W, 3) image (an array, or rows read from a file
+        as the tiles move down). The image is padded (edge) to a multiple of 64 and turned into
+        float one tile at a time, never as a whole. With
         ``to_disk`` the latent goes to a temporary file as the tiles finish (close it after use)."""
         h, w = rgb.shape[:2]
         hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
@@ -459,7 +485,8 @@ class Codec:
             raise UserError("give either a quality or a target bpp, not both")
         pixels = _pixel_count(image)
         with reuse_large_buffers(pixels):  # reading a large image is in the scope too
-            img = prepare_image(image, max_pixels, keep_metadata)
+            # a large PNG is read as the analysis moves down it: never whole (3 bytes a pixel)
+            img = prepare_image(image, max_pixels, keep_metadata, stream=pixels > LARGE_IMAGE_PIXELS)
             if pixels > LARGE_IMAGE_PIXELS:
                 return_free_memory()  # Pillow's decoded copy, freed by now
             try:

@@ -223,6 +223,70 @@ def _bands(img: Image.Image) -> Iterator[Image.Image]:
         yield img.crop((0, r0, w, min(h, r0 + rows)))
 
 
+class StreamedRGB:
+    """The colour pixels of a plain PNG, read from its file top to bottom as they are asked for,
+    never whole: what a large image's analysis reads instead of an (H, W, 3) array, so that
+    compress holds a few bands of rows rather than 3 bytes a pixel of the image.
+
+    :meth:`rows` must be asked with a first row that never goes back up (the analysis's tiles
+    move down the image); the bands above it are dropped. A damaged file is found as it is read
+    and raises :class:`UserError`."""
+
+    band_bytes = _BAND_BYTES  # raw bytes of the file read at a time
+
+    def __init__(self, img: Image.Image, layout: PngLayout) -> None:
+        self.shape = (layout.height, layout.width, 3)
+        self.filename = str(img.filename)
+        self._bands = read_bands(img.filename, layout, self.band_bytes)
+        self._held: list[tuple[int, np.ndarray]] = []  # (first row, uint8 rows) not yet passed
+        self._read = 0  # rows read from the file so far
+        self._first = 0  # rows above it may have been dropped
+        self._last: tuple[int, int, np.ndarray] | None = None  # the latest rows asked for
+
+    def rows(self, a0: int, a1: int) -> np.ndarray:
+        """Rows a0:a1 (within the image) as uint8 (a1 - a0, W, 3), read-only."""
+        if self._last is not None and self._last[:2] == (a0, a1):
+            return self._last[2]  # the tiles of one row of tiles ask for the same rows
+        if not self._first <= a0 < a1 <= self.shape[0]:
+            raise ValueError(f"rows {a0}:{a1} asked for, with rows from {self._first} still held")
+        while self._read < a1:
+            self._held.append((self._read, self._next_band()))
+            self._read += len(self._held[-1][1])
+        self._held = [(r, band) for r, band in self._held if r + len(band) > a0]
+        self._first = a0
+        parts = [band[max(a0 - r, 0) : a1 - r] for r, band in self._held if r < a1]
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self._last = (a0, a1, out)
+        return out
+
+    def _next_band(self) -> np.ndarray:
+        try:
+            band = next(self._bands)
+        except StopIteration:
+            raise UserError(f"cannot read image {self.filename}: {self._read} of {self.shape[0]} rows") from None
+        except PngError as exc:
+            raise UserError(f"cannot read image {self.filename}: {exc}") from None
+        arr = np.asarray(band if band.mode == "RGB" else band.convert("RGB"), dtype=np.uint8)
+        arr.flags.writeable = False
+        return arr
+
+    def close(self) -> None:
+        self._bands.close()
+        self._held, self._last = [], None
+
+
+def streamed_rgb(img: Image.Image) -> StreamedRGB | None:
+    """``img``'s colour pixels as a :class:`StreamedRGB` when it is an undecoded plain PNG with
+    no alpha that needs no rotation (``open_image(..., decode=False)``), else None."""
+    if has_alpha(img) or "transparency" in img.info:
+        return None
+    try:
+        layout = _upright_png_layout(img)
+    except (OSError, PngError):
+        return None  # the whole-image reader says what is wrong with it
+    return None if layout is None else StreamedRGB(img, layout)
+
+
 def load_rgb_array(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     return to_rgb_array(open_image(path, max_pixels, decode=False))
 

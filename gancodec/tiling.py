@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -23,6 +24,15 @@ import torch
 Source = Callable[[int, int, int, int], torch.Tensor]
 # output rows r0:r1, columns c0:c1 and the tensor of that window
 Sink = Callable[[int, int, int, int, torch.Tensor], None]
+
+
+@runtime_checkable
+class RowReader(Protocol):
+    """An (H, W, C) uint8 image read in rows, top to bottom (:class:`gancodec.imageio.StreamedRGB`)."""
+
+    shape: tuple[int, int, int]
+
+    def rows(self, a0: int, a1: int) -> np.ndarray: ...
 
 
 def spans(length: int, tile: int) -> list[tuple[int, int]]:
@@ -43,16 +53,20 @@ def _as_source(x: torch.Tensor | Source, size: tuple[int, int] | None) -> tuple[
     return x, size[0], size[1]
 
 
-def uint8_source(rgb: np.ndarray) -> Source:
+def uint8_source(rgb: np.ndarray | RowReader) -> Source:
     """Windows of a uint8 (H, W, C) image as float (1, C, h, w) tensors in [0, 1], converted one
-    window at a time. A window reaching past the image is edge-padded (replicated border)."""
+    window at a time. A window reaching past the image is edge-padded (replicated border). The
+    image is an array, or a :class:`RowReader` read top to bottom (then so must the windows be)."""
     h, w = rgb.shape[:2]
+    rows_of = rgb.rows if isinstance(rgb, RowReader) else (lambda a0, a1: rgb[a0:a1])
 
     def window(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
+        top = min(a0, h - 1)
+        block = rows_of(top, min(a1, h))
         if a1 <= h and b1 <= w:
-            part = np.array(rgb[a0:a1, b0:b1])  # a copy: the image may be read-only
+            part = np.array(block[:, b0:b1])  # a copy: the image may be read-only
         else:
-            part = rgb[np.ix_(np.minimum(np.arange(a0, a1), h - 1), np.minimum(np.arange(b0, b1), w - 1))]
+            part = block[np.ix_(np.minimum(np.arange(a0, a1), h - 1) - top, np.minimum(np.arange(b0, b1), w - 1))]
         return torch.from_numpy(part).permute(2, 0, 1).unsqueeze(0).float().div_(255)
 
     return window

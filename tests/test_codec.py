@@ -341,6 +341,38 @@ def test_large_images_keep_their_latent_on_disk_with_the_same_bytes(tiny_codec, 
     assert len(made) == 2 and all(t._file.closed for t in made)  # closed (and so deleted) after use
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L", "P"])
+def test_large_pngs_are_read_as_the_analysis_moves_down(tiny_codec, photo, monkeypatch, tmp_path, mode):
+    """Above LARGE_IMAGE_PIXELS a plain PNG is never read whole: its rows are read as the
+    analysis's tiles move down and dropped once passed; the file is the one its pixels give."""
+    from PIL import Image
+
+    from gancodec import codec as codec_module
+    from gancodec.imageio import StreamedRGB
+
+    img = Image.fromarray(np.tile(photo, (2, 2, 1))[:300, :280]).convert(mode)
+    path = tmp_path / "large.png"
+    img.save(path)
+    monkeypatch.setattr(codec_module, "LARGE_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(type(tiny_codec), "large_analysis_tile", 5)
+    monkeypatch.setattr(StreamedRGB, "band_bytes", 7 * (1 + 280 * len(img.getbands())))  # bands of 7 rows
+    held = []
+    real_rows = StreamedRGB.rows
+    monkeypatch.setattr(StreamedRGB, "rows", lambda self, a0, a1: (
+        real_rows(self, a0, a1), held.append(sum(len(b) for _, b in self._held)))[0])
+    streamed = tiny_codec.compress(str(path), quality=2)
+    assert held and max(held) <= 5 * 16 + 2 * 64 + 7  # a tile row, its margins and one band, never 300
+    pixels = np.asarray(img.convert("L" if mode == "L" else "RGB"))
+    assert streamed == tiny_codec.compress(pixels, quality=2)
+    assert streamed == tiny_codec.compress(Image.open(path), quality=2)  # a PIL image is not streamed
+    if mode == "RGB":  # damaged image data is found as it is read: a one-line error
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        with pytest.raises(gancodec.UserError, match="cannot read image"):
+            tiny_codec.compress(str(path), quality=2)
+
+
 def test_disk_tensor_gives_back_what_was_written():
     from gancodec.tiling import DiskTensor, run_tiled
 
