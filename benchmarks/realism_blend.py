@@ -1,12 +1,13 @@
 """How far ``--realism`` blends stay between the MSE and GAN decoders, for one or more models.
 
     python benchmarks/realism_blend.py --models hific-lite MODEL_DIR [--image PATH] [--crop Y0 Y1 X0 X1]
-        [--quality 1] [--realism 0.25 0.5 0.75]
+        [--quality 1] [--realism 0.25 0.5 0.75] [--grid OUT.jpg]
 
 Weight interpolation is not pixel interpolation: each blend is checked against the two
 decoders' pixels. Prints one JSON line per model and realism: PSNR against the original, the
 share of values within ±1 of the two decoders' interval, and the mean distance outside it.
-Without ``--image`` the test suite's astronaut crop (scikit-image) is used.
+Without ``--image`` the test suite's astronaut crop (scikit-image) is used. ``--grid`` saves the
+crop, the first model's MSE decoding and every model's GAN decoding side by side (×2, nearest).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main() -> None:
     p.add_argument("--crop", type=int, nargs=4, default=[96, 352, 128, 384], metavar=("Y0", "Y1", "X0", "X1"))
     p.add_argument("--quality", type=float, default=1.0)
     p.add_argument("--realism", type=float, nargs="+", default=[0.25, 0.5, 0.75])
+    p.add_argument("--grid", default=None, help="save original | MSE | each model's GAN decoding here")
     args = p.parse_args()
 
     import gancodec
@@ -38,10 +40,14 @@ def main() -> None:
         full = data.astronaut()
     y0, y1, x0, x1 = args.crop
     x = np.ascontiguousarray(full[y0:y1, x0:x1])
+    panels = [x]
     for name in args.models:
         codec = gancodec.load_model(name)
         blob = codec.compress(x, quality=args.quality)
         mse, gan = (codec.decompress(blob, decoder=d).astype(int) for d in ("mse", "gan"))
+        if len(panels) == 1:
+            panels.append(mse.astype(np.uint8))
+        panels.append(gan.astype(np.uint8))
         lo, hi = np.minimum(mse, gan), np.maximum(mse, gan)
         for r in (0.0, *args.realism, 1.0):
             out = codec.decompress(blob, realism=r).astype(int)
@@ -51,6 +57,11 @@ def main() -> None:
                 "inside": round(float(np.mean((out >= lo - 1) & (out <= hi + 1))), 3),
                 "mean_outside": round(float(np.abs(out - np.clip(out, lo, hi)).mean()), 2),
             }), flush=True)
+    if args.grid:
+        from PIL import Image
+
+        grid = np.concatenate(panels, axis=1).repeat(2, axis=0).repeat(2, axis=1)
+        Image.fromarray(grid).save(args.grid, quality=90)
 
 
 if __name__ == "__main__":
