@@ -3,15 +3,16 @@ shows memory is bounded by the tile, not the image.
 
     python benchmarks/memory_curve.py [--sizes 4000x3000 8000x6000 12000x9000] [--threads 2]
         [--image ../shared/data/kodak/kodim23.png] [--work DIR]
-        [--commands compress decompress restore upscale inpaint]
+        [--commands compress decompress restore upscale inpaint] [--format png|jpg]
 
-Each size gets a test photo: ``--image`` resized (Lanczos) to that size and saved as PNG, so
-the content, and with it the rate, is that of a photo. Every command then runs in a fresh
-process, as a user runs it (``--max-pixels 0`` lifts the size limit, no progress bar), and its
-peak RSS is read from the kernel's accounting of that child (``wait4``). ``restore`` runs on
-each size; ``upscale`` (×4) on an input of 1/16 of each size, so its output has that size; ``inpaint``
-removes a box of 1/16 of each side from the middle.
-``--python`` runs the commands with another interpreter/checkout (``PYTHONPATH``) for a
+Each size gets a test photo: ``--image`` resized (Lanczos) to that size and saved as PNG (or
+with ``--format jpg`` as a quality-90 JPEG), so the content, and with it the rate, is that of a
+photo. Every command then runs in a fresh process, as a user runs it (``--max-pixels 0`` lifts
+the size limit, no progress bar), and its peak RSS is read from the kernel's accounting of
+that child (``wait4``). ``restore`` runs on each size; ``upscale`` (×4) on an input of 1/16 of
+each size, so its output has that size; ``inpaint`` removes a box of 1/16 of each side from the
+middle.
+``--pythonpath`` runs the commands with another checkout (``PYTHONPATH``) for a
 before/after comparison. Prints one JSON line per run.
 """
 
@@ -46,7 +47,11 @@ def make_photo(src: Path, size: tuple[int, int], dst: Path) -> None:
     Image.MAX_IMAGE_PIXELS = None
     if not dst.exists():
         with Image.open(src) as im:
-            im.convert("RGB").resize(size, Image.LANCZOS).save(dst, compress_level=1)
+            photo = im.convert("RGB").resize(size, Image.LANCZOS)
+            if dst.suffix == ".jpg":
+                photo.save(dst, quality=90)  # a camera's JPEG: 4:2:0, quality 90
+            else:
+                photo.save(dst, compress_level=1)
 
 
 def main() -> None:
@@ -59,14 +64,16 @@ def main() -> None:
                    choices=["compress", "decompress", "restore", "upscale", "inpaint"])
     p.add_argument("--pythonpath", default=None, help="PYTHONPATH for the commands (another checkout)")
     p.add_argument("--label", default="current")
+    p.add_argument("--format", choices=["png", "jpg"], default="png", help="the test photos' format")
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     for spec in args.sizes:
         w, h = (int(v) for v in spec.split("x"))
-        photo = work / f"photo-{w}x{h}.png"
+        photo = work / f"photo-{w}x{h}.{args.format}"
         make_photo(Path(args.image), (w, h), photo)
-        gcz, decoded = work / f"photo-{w}x{h}.gcz", work / f"decoded-{w}x{h}.png"
+        stem = f"photo-{w}x{h}" + ("" if args.format == "png" else f"-{args.format}")
+        gcz, decoded = work / f"{stem}.gcz", work / f"decoded-{w}x{h}.png"
         jobs = {
             "compress": ["compress", str(photo), "-o", str(gcz), "-q", "2", "--max-pixels", "0", "--no-progress"],
             "decompress": ["decompress", str(gcz), "-o", str(decoded), "--max-pixels", "0", "--no-progress"],
@@ -83,7 +90,7 @@ def main() -> None:
                                "--max-pixels", "0", "--no-progress"]
         for name in args.commands:
             seconds, peak, code = run(jobs[name], args.threads, args.pythonpath)
-            print(json.dumps({"label": args.label, "command": name, "size": [w, h],
+            print(json.dumps({"label": args.label, "command": name, "format": args.format, "size": [w, h],
                               "megapixels": round(w * h / 1e6, 1), "threads": args.threads,
                               "seconds": round(seconds, 1), "peak_rss_mb": round(peak), "exit": code}), flush=True)
 

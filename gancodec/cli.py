@@ -121,6 +121,8 @@ def _add_train(sub) -> None:
     e.add_argument("--weights", choices=["ema", "raw"], default="ema", help="which weights of the run")
     e.add_argument("--model-version", default=None, metavar="X.Y",
                    help="codec: the release's version, stored in config.json (reported by `gancodec info`)")
+    e.add_argument("--realism-blend", choices=["weights", "pixels"], default="weights",
+                   help="codec: what --realism interpolates: the two decoders' weights (ESRGAN) or their images")
 
 
 def _max_pixels(text: str) -> int:
@@ -464,7 +466,12 @@ def _model_facts(data: bytes) -> dict:
         entry = find_codec(h.model, h.weights_hash)
     except ModelMismatchError as exc:
         return {"model_version": None, "model_folder": None, "model_installed": False, "model_note": str(exc)}
-    return {"model_version": entry.version, "model_folder": str(entry.folder), "model_installed": True}
+    try:  # what --realism interpolates for this model (absent before v0.9: its weights)
+        blend = json.loads((entry.folder / "config.json").read_text()).get("realism_blend", "weights")
+    except (OSError, ValueError, AttributeError):
+        blend = None
+    return {"model_version": entry.version, "model_folder": str(entry.folder), "model_installed": True,
+            "realism_blend": blend}
 
 
 def _info(args) -> int:
@@ -507,7 +514,7 @@ def _run(args) -> int:
         from .zoo.export import export_run
 
         path = export_run(Path(args.run), Path(args.out), name=args.name, ema=args.weights == "ema",
-                          version=args.model_version)
+                          version=args.model_version, realism_blend=args.realism_blend)
         print(json.dumps({"exported": str(path)}))
         return 0
     raise UserError(f"unknown command {args.command}")

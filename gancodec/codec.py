@@ -73,7 +73,7 @@ SPILL_LATENT_PIXELS = LARGE_IMAGE_PIXELS
 
 @dataclass
 class PreparedImage:
-    rgb: np.ndarray | StreamedRGB  # (H, W, 3) uint8, or a large PNG's rows read as the analysis moves down
+    rgb: np.ndarray | StreamedRGB  # (H, W, 3) uint8, or a file's rows read as the analysis moves down
     mode: ColorMode
     alpha: np.ndarray | None
     icc_profile: bytes | None = None
@@ -112,8 +112,8 @@ def prepare_image(
     """Accept a path, a PIL image or a uint8 array (H, W), (H, W, 1|2|3|4). Images are made
     upright (EXIF orientation); their ICC profile is kept, and with ``keep_metadata`` their
     EXIF too. Anything above ``max_pixels`` (None: no limit) is refused. With ``stream``, a
-    plain PNG file without alpha is not read here: its rows are read as they are analysed
-    (:class:`~gancodec.imageio.StreamedRGB`)."""
+    plain PNG file without alpha, or a large JPEG, is not read here: its rows are read as they
+    are analysed (:class:`~gancodec.imageio.StreamedRGB`)."""
     icc = exif = None
     if isinstance(image, (str, Path)):
         image = open_image(image, max_pixels, decode=False)  # a plain PNG streams below
@@ -198,6 +198,14 @@ class Codec:
         self.names = (self.name, folder.name)
         self.version: str | None = str(self.meta["version"]) if self.meta.get("version") else None
         self.config = CodecConfig.from_dict(self.meta["codec_config"])
+        # What --realism interpolates: the decoders' weights (every release up to 0.8, ESRGAN's
+        # network interpolation) or their images (a model whose GAN decoder drifted too far from
+        # the MSE one for a weight blend to lie between them). Fixed per model: a file decodes at
+        # a realism as it did when its model was current.
+        self.realism_blend = str(self.meta.get("realism_blend", "weights"))
+        if self.realism_blend not in ("weights", "pixels"):
+            raise UserError(f"model {folder}: unknown realism_blend {self.realism_blend!r} in config.json "
+                            "(written by a newer gancodec?)")
         self.weights_hash = weights_hash(weights_path)
         stored = self.meta.get("weights_hash")
         if stored is not None and stored != self.weights_hash.hex():
@@ -485,7 +493,7 @@ class Codec:
             raise UserError("give either a quality or a target bpp, not both")
         pixels = _pixel_count(image)
         with reuse_large_buffers(pixels):  # reading a large image is in the scope too
-            # a large PNG is read as the analysis moves down it: never whole (3 bytes a pixel)
+            # a large PNG or JPEG is read as the analysis moves down it: never whole (3 bytes a pixel)
             img = prepare_image(image, max_pixels, keep_metadata, stream=pixels > LARGE_IMAGE_PIXELS)
             if pixels > LARGE_IMAGE_PIXELS:
                 return_free_memory()  # Pillow's decoded copy, freed by now
@@ -675,6 +683,36 @@ class Codec:
             self._blend = ((exact, milli), net)
         return self._blend[1]
 
+    @staticmethod
+    def _head_tail(net: ExactSynthesis | torch.nn.Module, exact: bool) -> tuple[Callable, Callable]:
+        """A synthesis as its latent-resolution layers and its upsampling layers (tiled apart)."""
+        if exact:
+            return net.head, net.tail
+        layers = net.net
+        split = upsampling_start(layers)
+        return layers[:split], layers[split:]
+
+    def _pixel_blend(self, milli: int, exact: bool, to_uint8: bool) -> tuple[Callable, Callable]:
+        """Head and tail of the two decoders side by side, the tail blending their images at
+        ``milli`` / 1000: ((1000 - r)·MSE + r·GAN) / 1000, rounded half up on the 8-bit pixels
+        of each decoder with ``to_uint8`` (integers: as bit-exact as either decoder), else on
+        their float outputs. Both decoders have one architecture, so one tiling serves them."""
+        (head_mse, tail_mse), (head_gan, tail_gan) = (
+            self._head_tail(self._synthesis_net(d, None, exact), exact) for d in ("mse", "gan"))
+
+        def head(y: torch.Tensor) -> torch.Tensor:
+            return torch.cat([head_mse(y), head_gan(y)], dim=1)
+
+        def tail(a: torch.Tensor) -> torch.Tensor:
+            a_mse, a_gan = a.chunk(2, dim=1)
+            x_mse, x_gan = tail_mse(a_mse), tail_gan(a_gan)
+            if not to_uint8:
+                return (x_mse * (1000 - milli) + x_gan * milli) / 1000
+            p_mse, p_gan = (torch.round(x.clamp_(0, 1).mul_(255)).to(torch.int32) for x in (x_mse, x_gan))
+            return torch.div(p_mse * (1000 - milli) + p_gan * milli + 500, 1000, rounding_mode="floor").to(torch.uint8)
+
+        return head, tail
+
     @torch.no_grad()
     def synthesise(
         self, y_hat: torch.Tensor | Source, decoder: str = "mse", exact: bool = True, to_uint8: bool = False, *,
@@ -687,15 +725,17 @@ class Codec:
         every tile to 8-bit pixels as it is made, so a large image never exists in float64.
         ``y_hat`` may be a window function with ``size``, and ``sink`` may take the tiles
         (:func:`gancodec.tiling.run_tiled`). ``realism`` in 0..1 decodes with the MSE and GAN
-        synthesis blended (0: MSE, 1: GAN, in steps of 1/1000), as exactly as either alone."""
-        net = self._synthesis_net(decoder, realism, exact)
-        head_margin = 2 + 2 * self.config.res_blocks
-        if exact:
-            head, tail = net.head, net.tail
+        decoders blended (0: MSE, 1: GAN, in steps of 1/1000), as exactly as either alone: their
+        weights, or for a model whose config says ``realism_blend: pixels`` their images."""
+        milli = self._check_decoder(decoder, realism)
+        if milli is not None and self.realism_blend == "pixels" and 0 < milli < 1000:
+            head, tail = self._pixel_blend(milli, exact, to_uint8)
+            to_uint8 = False  # done by the blend, per decoder
         else:
-            layers = net.net
-            split = upsampling_start(layers)
-            head, tail = layers[:split], layers[split:]
+            if milli is not None and self.realism_blend == "pixels":
+                decoder, realism = ("mse" if milli == 0 else "gan"), None  # the blend's ends are the decoders
+            head, tail = self._head_tail(self._synthesis_net(decoder, realism, exact), exact)
+        head_margin = 2 + 2 * self.config.res_blocks
         dtype = torch.float64 if exact else torch.float32
         if isinstance(y_hat, torch.Tensor):
             y_hat = y_hat.to(dtype)

@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import UserError
 from .limits import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels, resolve
 from .pngstream import PngError, PngLayout, read_bands, read_layout
+from .vipsstream import StreamError, open_rows, streamable
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 ORIENTATION_TAG = 0x0112
@@ -48,10 +49,11 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, de
     """Open and decode an image file, upright (EXIF orientation applied). A file declaring more
     than ``max_pixels`` pixels is refused from its header, before its pixels are decoded.
 
-    ``decode=False`` leaves a plain 8-bit PNG that needs no rotation undecoded, for
-    :func:`to_rgb_array` / :func:`to_rgb_alpha` to stream band by band (never the whole image in
-    Pillow's 4 bytes a pixel); other files are decoded as with ``decode=True``. The image's
-    chunks are checked either way (a damaged file is refused here, its pixel data as it is read)."""
+    ``decode=False`` leaves a plain 8-bit PNG, or a large JPEG (:mod:`gancodec.vipsstream`),
+    that needs no rotation undecoded, for :func:`to_rgb_array` / :func:`to_rgb_alpha` to stream
+    band by band (never the whole image in Pillow's 4 bytes a pixel); other files are decoded as
+    with ``decode=True``. A PNG's chunks are checked either way (a damaged file is refused here,
+    its pixel data as it is read)."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"input file not found: {path}")
@@ -63,7 +65,7 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, de
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides
             img = Image.open(path)
         check_pixels(*img.size, max_pixels, what=f"image {path}")  # header only so far
-        if decode or _upright_png_layout(img) is None:
+        if decode or (_upright_png_layout(img) is None and not _streamable_jpeg(img)):
             img.load()
             img = apply_orientation(img)
     except ImageTooLargeError:
@@ -114,6 +116,16 @@ def _upright_png_layout(img: Image.Image) -> PngLayout | None:
     if layout.exif is not None:
         img.info.setdefault("exif", layout.exif)
     return layout
+
+
+def _streamable_jpeg(img: Image.Image) -> bool:
+    """An undecoded large JPEG that needs no rotation, which libvips can read in rows."""
+    if not streamable(img):
+        return False
+    try:
+        return img.getexif().get(ORIENTATION_TAG, 1) not in range(2, 9)  # as apply_orientation reads it
+    except Exception:  # noqa: BLE001 - a damaged EXIF block leaves the pixels as stored
+        return True
 
 
 def apply_orientation(img: Image.Image) -> Image.Image:
@@ -204,8 +216,8 @@ def to_rgb_alpha(img: Image.Image, alpha: bool) -> tuple[np.ndarray, np.ndarray 
             if a is not None:
                 a[r0:r1] = np.asarray(band.convert("RGBA").getchannel("A"))
             r0 = r1
-    except PngError as exc:
-        raise UserError(f"cannot read image {img.filename}: {exc}") from None
+    except (PngError, StreamError, OSError) as exc:  # OSError: Pillow decoding an undecoded file now
+        raise UserError(f"cannot read image {getattr(img, 'filename', '')}: {exc}") from None
     if r0 != h:
         raise UserError(f"cannot read image {getattr(img, 'filename', '')}: {r0} of {h} rows")
     return rgb, a
@@ -217,6 +229,10 @@ def _bands(img: Image.Image) -> Iterator[Image.Image]:
     if layout is not None:
         yield from read_bands(img.filename, layout)
         return
+    rows = open_rows(img) if _streamable_jpeg(img) else None
+    if rows is not None:
+        yield from rows.pillow_bands(_BAND_BYTES)
+        return
     w, h = img.size
     rows = max(1, _BAND_BYTES // (3 * w))
     for r0 in range(0, h, rows):
@@ -224,9 +240,10 @@ def _bands(img: Image.Image) -> Iterator[Image.Image]:
 
 
 class StreamedRGB:
-    """The colour pixels of a plain PNG, read from its file top to bottom as they are asked for,
-    never whole: what a large image's analysis reads instead of an (H, W, 3) array, so that
-    compress holds a few bands of rows rather than 3 bytes a pixel of the image.
+    """The colour pixels of an image file, read top to bottom as they are asked for, never
+    whole: what a large image's analysis reads instead of an (H, W, 3) array, so that compress
+    holds a few bands of rows rather than 3 bytes a pixel of the image. A plain PNG is read by
+    :mod:`gancodec.pngstream`, a large JPEG by :mod:`gancodec.vipsstream` (:func:`streamed_rgb`).
 
     :meth:`rows` must be asked with a first row that never goes back up (the analysis's tiles
     move down the image); the bands above it are dropped. A damaged file is found as it is read
@@ -234,14 +251,19 @@ class StreamedRGB:
 
     band_bytes = _BAND_BYTES  # raw bytes of the file read at a time
 
-    def __init__(self, img: Image.Image, layout: PngLayout) -> None:
-        self.shape = (layout.height, layout.width, 3)
-        self.filename = str(img.filename)
-        self._bands = read_bands(img.filename, layout, self.band_bytes)
+    def __init__(self, filename: str, size: tuple[int, int], bands: Iterator[Image.Image | np.ndarray]) -> None:
+        """``bands``: the image's rows top to bottom, as Pillow images or (rows, W, 3) uint8 arrays."""
+        self.shape = (size[1], size[0], 3)
+        self.filename = filename
+        self._bands = bands
         self._held: list[tuple[int, np.ndarray]] = []  # (first row, uint8 rows) not yet passed
         self._read = 0  # rows read from the file so far
         self._first = 0  # rows above it may have been dropped
         self._last: tuple[int, int, np.ndarray] | None = None  # the latest rows asked for
+
+    @classmethod
+    def from_png(cls, img: Image.Image, layout: PngLayout) -> StreamedRGB:
+        return cls(str(img.filename), (layout.width, layout.height), read_bands(img.filename, layout, cls.band_bytes))
 
     def rows(self, a0: int, a1: int) -> np.ndarray:
         """Rows a0:a1 (within the image) as uint8 (a1 - a0, W, 3), read-only."""
@@ -264,27 +286,37 @@ class StreamedRGB:
             band = next(self._bands)
         except StopIteration:
             raise UserError(f"cannot read image {self.filename}: {self._read} of {self.shape[0]} rows") from None
-        except PngError as exc:
+        except (PngError, StreamError) as exc:
             raise UserError(f"cannot read image {self.filename}: {exc}") from None
+        if isinstance(band, np.ndarray):
+            return band
         arr = np.asarray(band if band.mode == "RGB" else band.convert("RGB"), dtype=np.uint8)
         arr.flags.writeable = False
         return arr
 
     def close(self) -> None:
-        self._bands.close()
+        close = getattr(self._bands, "close", None)
+        if close is not None:
+            close()
         self._held, self._last = [], None
 
 
 def streamed_rgb(img: Image.Image) -> StreamedRGB | None:
-    """``img``'s colour pixels as a :class:`StreamedRGB` when it is an undecoded plain PNG with
-    no alpha that needs no rotation (``open_image(..., decode=False)``), else None."""
+    """``img``'s colour pixels as a :class:`StreamedRGB` when it is undecoded
+    (``open_image(..., decode=False)``), needs no rotation and is a plain PNG with no alpha or a
+    large JPEG that libvips opens; else None."""
     if has_alpha(img) or "transparency" in img.info:
         return None
     try:
         layout = _upright_png_layout(img)
     except (OSError, PngError):
         return None  # the whole-image reader says what is wrong with it
-    return None if layout is None else StreamedRGB(img, layout)
+    if layout is not None:
+        return StreamedRGB.from_png(img, layout)
+    rows = open_rows(img) if _streamable_jpeg(img) else None
+    if rows is None:
+        return None
+    return StreamedRGB(rows.filename, img.size, rows.rgb_bands(StreamedRGB.band_bytes))
 
 
 def load_rgb_array(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:

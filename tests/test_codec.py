@@ -231,6 +231,41 @@ def test_realism_blends_the_two_decoders_exactly(photo, shipped_codec, tmp_path)
     assert np.array_equal(gancodec.imageio.load_rgb_array(tmp_path / "a.png"), half)
 
 
+def test_pixel_blend_models_blend_the_decoders_images(photo, tmp_path):
+    """A model exported with realism_blend "pixels" decodes --realism r as the rounded integer
+    blend of its two decoders' pixels, exactly; its ends are the decoders; the float path agrees
+    to one level; and a model without the key keeps blending weights."""
+    from gancodec.models.codec import CodecConfig, HiFiCLite
+    from gancodec.zoo.export import export_model
+
+    from .conftest import TINY_CONFIG
+
+    torch.manual_seed(1)
+    model = HiFiCLite(CodecConfig(**TINY_CONFIG))
+    model.add_gan_decoder()
+    with torch.no_grad():
+        for p in model.g_s_gan.parameters():
+            p.mul_(1 + 0.5 * torch.rand_like(p))
+    export_model(model, tmp_path / "pixels", name="tiny-pixels", realism_blend="pixels")
+    export_model(model, tmp_path / "weights", name="tiny-pixels")
+    pixels, weights = gancodec.load_model(str(tmp_path / "pixels")), gancodec.load_model(str(tmp_path / "weights"))
+    assert (pixels.realism_blend, weights.realism_blend) == ("pixels", "weights")
+    data = pixels.compress(photo[:80, :96], quality=2)
+    mse, gan = pixels.decompress(data, "mse"), pixels.decompress(data, "gan")
+    assert not np.array_equal(mse, gan)
+    assert np.array_equal(pixels.decompress(data, realism=0), mse)
+    assert np.array_equal(pixels.decompress(data, realism=1), gan)
+    for r in (0.001, 0.3, 0.5):
+        k = round(1000 * r)
+        want = ((mse.astype(np.int64) * (1000 - k) + gan.astype(np.int64) * k + 500) // 1000).astype(np.uint8)
+        assert np.array_equal(pixels.decompress(data, realism=r), want)
+    fast = pixels.decompress(data, exact=False, realism=0.5)
+    assert np.abs(fast.astype(int) - pixels.decompress(data, realism=0.5)).max() <= 1
+    assert not np.array_equal(weights.decompress(data, realism=0.5), pixels.decompress(data, realism=0.5))
+    with pytest.raises(gancodec.UserError, match="realism blend"):
+        export_model(model, tmp_path / "bad", realism_blend="average")
+
+
 def test_blended_parameters_are_the_decoders_blend(tiny_codec):
     """The training blend is the decoder's: its ends are the two networks, gradients reach both,
     and at every realism the exact (fixed-point) blend decodes what the float blend does."""

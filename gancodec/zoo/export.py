@@ -32,18 +32,21 @@ from . import weights_hash
 
 Z_RADIUS = 40
 FLOAT_PREFIXES = ("g_a.", "g_s.", "g_s_gan.", "h_a.")
+REALISM_BLENDS = ("weights", "pixels")
 
 
-def export_run(run: Path, out: Path, name: str | None = None, ema: bool = True, version: str | None = None) -> Path:
+def export_run(run: Path, out: Path, name: str | None = None, ema: bool = True, version: str | None = None,
+               realism_blend: str = "weights") -> Path:
     """Export any training run (codec, restoration, super-resolution, inpainting, generator, judge) into a
-    model folder; ``version`` is a codec release's version (``gancodec info`` reports it)."""
+    model folder; ``version`` is a codec release's version (``gancodec info`` reports it) and
+    ``realism_blend`` how its ``--realism`` blends the decoders (:data:`REALISM_BLENDS`)."""
     ckpt = run / "checkpoint.pt" if run.is_dir() else run
     if not ckpt.is_file():
         raise UserError(f"no checkpoint at {ckpt}")
     kind = torch.load(ckpt, map_location="cpu", weights_only=False).get("kind", "codec")
     name = name or out.name
     if kind == "codec":
-        return export_codec(run, out, name, ema=ema, version=version)
+        return export_codec(run, out, name, ema=ema, version=version, realism_blend=realism_blend)
     if kind == "inpaint":
         from ..inpainting import export_inpaint
 
@@ -62,14 +65,20 @@ def export_run(run: Path, out: Path, name: str | None = None, ema: bool = True, 
 
 
 def export_codec(run: Path, out: Path, name: str = "hific-lite", ema: bool = True,
-                 version: str | None = None) -> Path:
+                 version: str | None = None, realism_blend: str = "weights") -> Path:
     """Export the (EMA) weights of a codec training run directory."""
-    return export_model(load_codec_checkpoint(run, ema=ema), out, name, version=version)
+    return export_model(load_codec_checkpoint(run, ema=ema), out, name, version=version, realism_blend=realism_blend)
 
 
-def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite", version: str | None = None) -> Path:
+def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite", version: str | None = None,
+                 realism_blend: str = "weights") -> Path:
     """Write ``model.safetensors`` and ``config.json`` for a codec into ``out``. ``name`` is the
-    name its files carry; ``version`` (e.g. ``"0.6"``) is what ``gancodec info`` reports."""
+    name its files carry; ``version`` (e.g. ``"0.6"``) is what ``gancodec info`` reports;
+    ``realism_blend`` is how ``--realism`` blends its two decoders: ``"weights"`` (ESRGAN's
+    network interpolation) or ``"pixels"`` (the two decoders' images; for GAN decoders whose
+    weights have drifted too far from the MSE decoder's for their blend to lie between them)."""
+    if realism_blend not in REALISM_BLENDS:
+        raise UserError(f"realism blend must be one of {', '.join(REALISM_BLENDS)}, got {realism_blend!r}")
     out.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
@@ -102,6 +111,8 @@ def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite", version:
         "format_version": FORMAT_VERSION,
         "codec_config": model.config.to_dict(),
         "decoders": ["mse", "gan"] if model.g_s_gan is not None else ["mse"],
+        # absent (every release before 0.9) means "weights": an old model's blends never change
+        **({"realism_blend": realism_blend} if realism_blend != "weights" else {}),
         "integer_hyper_synthesis": {"weight_bits": WEIGHT_BITS, "activation_bits": ACT_BITS},
         "fixed_point_synthesis": {"weight_bits": SYNTH_WEIGHT_BITS, "activation_bits": SYNTH_ACT_BITS},
         "parameters": int(sum(v.numel() for k, v in tensors.items() if not k.startswith("tables."))),

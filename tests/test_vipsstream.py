@@ -1,0 +1,104 @@
+"""Large JPEGs read in rows through libvips: the pixels are Pillow's, the image is never whole,
+a damaged file is one line, and anything libvips should not read goes to Pillow as before."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import gancodec
+from gancodec import vipsstream
+from gancodec.imageio import StreamedRGB, load_rgb_array, open_image, streamed_rgb
+
+pytestmark = pytest.mark.skipif(vipsstream._pyvips() is None, reason="pyvips / libvips not loadable")
+
+
+@pytest.fixture
+def small_threshold(monkeypatch):
+    """Every JPEG counts as large, so small files exercise the large-image path."""
+    monkeypatch.setattr(vipsstream, "STREAM_PIXELS", 100)
+
+
+def _save(photo: np.ndarray, path, mode: str = "RGB", **params) -> None:
+    img = Image.fromarray(photo)
+    (img.convert("L") if mode == "L" else img).save(path, **params)
+
+
+@pytest.mark.parametrize("mode, params", [
+    ("RGB", {"quality": 90, "subsampling": 0}),   # 4:4:4
+    ("RGB", {"quality": 60, "subsampling": 2}),   # 4:2:0: the chroma upsampling must be Pillow's
+    ("RGB", {"quality": 80, "progressive": True}),
+    ("L", {"quality": 85}),
+])
+def test_rows_are_pillows_pixels(photo, tmp_path, small_threshold, mode, params):
+    path = tmp_path / "photo.jpg"
+    _save(photo, path, mode, **params)
+    ref = np.asarray(Image.open(path).convert("RGB"))
+    img = open_image(path, None, decode=False)
+    assert img.tile, "a large upright JPEG is left undecoded for the row reader"
+    assert np.array_equal(load_rgb_array(path, None), ref)
+    rows = streamed_rgb(open_image(path, None, decode=False))
+    assert rows is not None and rows.shape == ref.shape
+    h = ref.shape[0]
+    got = np.concatenate([rows.rows(r, min(r + 37, h)) for r in range(0, h, 37)])
+    assert np.array_equal(got, ref)
+
+
+def test_bands_are_held_not_the_image(photo, tmp_path, small_threshold, monkeypatch):
+    path = tmp_path / "photo.jpg"
+    _save(photo, path)
+    h, w = photo.shape[:2]
+    monkeypatch.setattr(StreamedRGB, "band_bytes", 10 * 3 * w)  # asks for 10 rows: gets 64 (strip-aligned)
+    rows = streamed_rgb(open_image(path, None, decode=False))
+    for r in range(0, h - 8, 8):
+        rows.rows(r, r + 8)
+        assert sum(len(b) for _, b in rows._held) <= 2 * 64
+    rows.close()
+
+
+def test_what_libvips_should_not_read_goes_to_pillow(photo, tmp_path, small_threshold, monkeypatch):
+    path = tmp_path / "photo.jpg"
+    _save(photo, path)
+    monkeypatch.setattr(vipsstream, "STREAM_PIXELS", photo.shape[0] * photo.shape[1])  # not above it
+    assert not open_image(path, None, decode=False).tile
+    monkeypatch.setattr(vipsstream, "STREAM_PIXELS", 100)
+    Image.fromarray(photo).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    assert not open_image(tmp_path / "cmyk.jpg", None, decode=False).tile
+    rotated = Image.fromarray(photo[:, :200])  # stored 200 wide, 256 high; seen 256 wide
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    rotated.save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    upright = open_image(tmp_path / "rotated.jpg", None, decode=False)
+    assert not getattr(upright, "tile", None) and upright.size == (256, 200)  # decoded and rotated by Pillow
+    monkeypatch.setattr(vipsstream, "_pyvips", lambda: None)  # no libvips: Pillow, same pixels
+    assert not open_image(path, None, decode=False).tile
+    assert np.array_equal(load_rgb_array(path, None), np.asarray(Image.open(path).convert("RGB")))
+
+
+def test_truncated_jpeg_is_one_line(photo, tmp_path, small_threshold):
+    path = tmp_path / "cut.jpg"
+    _save(photo, path, quality=95)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(gancodec.UserError, match="cannot read image"):
+        load_rgb_array(path, None)
+    with pytest.raises(gancodec.UserError, match="cannot read image"):
+        rows = streamed_rgb(open_image(path, None, decode=False))
+        rows.rows(0, photo.shape[0])
+
+
+def test_compress_streams_a_large_jpeg(tiny_codec, photo, tmp_path, small_threshold, monkeypatch):
+    """compress reads a large JPEG's rows as the analysis moves down; the file is the one the
+    decoded pixels give."""
+    from gancodec import codec as codec_module
+
+    path = tmp_path / "large.jpg"
+    _save(np.tile(photo, (2, 2, 1))[:300, :280], path, quality=90)
+    monkeypatch.setattr(codec_module, "LARGE_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(type(tiny_codec), "large_analysis_tile", 5)
+    read = []
+    real_rows = StreamedRGB.rows
+    monkeypatch.setattr(StreamedRGB, "rows", lambda self, a0, a1: (read.append(a1), real_rows(self, a0, a1))[1])
+    streamed = tiny_codec.compress(str(path), quality=2)
+    assert read, "the JPEG was streamed"
+    assert streamed == tiny_codec.compress(np.asarray(Image.open(path).convert("RGB")), quality=2)
