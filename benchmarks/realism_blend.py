@@ -1,19 +1,22 @@
 """How far ``--realism`` blends stay between the MSE and GAN decoders, for one or more models.
 
     python benchmarks/realism_blend.py --models hific-lite MODEL_DIR [--image PATH] [--crop Y0 Y1 X0 X1]
-        [--quality 1] [--realism 0.25 0.5 0.75] [--grid OUT.jpg]
+        [--quality 1] [--realism 0.25 0.5 0.75] [--grid OUT.jpg] [--time N]
 
 Weight interpolation is not pixel interpolation: each blend is checked against the two
 decoders' pixels. Prints one JSON line per model and realism: PSNR against the original, the
 share of values within ±1 of the two decoders' interval, and the mean distance outside it.
 Without ``--image`` the test suite's astronaut crop (scikit-image) is used. ``--grid`` saves the
 crop, the first model's MSE decoding and every model's GAN decoding side by side (×2, nearest).
+``--time N`` also prints, per model, the best of N decode times of the crop with each decoder
+and at the first ``--realism`` (a pixel blend runs both decoders).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import numpy as np
 
@@ -26,6 +29,7 @@ def main() -> None:
     p.add_argument("--quality", type=float, default=1.0)
     p.add_argument("--realism", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     p.add_argument("--grid", default=None, help="save original | MSE | each model's GAN decoding here")
+    p.add_argument("--time", type=int, default=0, metavar="N", help="best of N decode times per decoder")
     args = p.parse_args()
 
     import gancodec
@@ -57,6 +61,17 @@ def main() -> None:
                 "inside": round(float(np.mean((out >= lo - 1) & (out <= hi + 1))), 3),
                 "mean_outside": round(float(np.abs(out - np.clip(out, lo, hi)).mean()), 2),
             }), flush=True)
+        if args.time:
+            seconds = {}
+            for label, how in (("mse", {"decoder": "mse"}), ("gan", {"decoder": "gan"}),
+                               (f"realism {args.realism[0]}", {"realism": args.realism[0]})):
+                best = float("inf")
+                for _ in range(args.time):
+                    t = time.perf_counter()
+                    codec.decompress(blob, **how)
+                    best = min(best, time.perf_counter() - t)
+                seconds[label] = round(best, 3)
+            print(json.dumps({"model": name, "version": codec.version, "decode_seconds": seconds}), flush=True)
     if args.grid:
         from PIL import Image
 
