@@ -49,7 +49,7 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, de
     """Open and decode an image file, upright (EXIF orientation applied). A file declaring more
     than ``max_pixels`` pixels is refused from its header, before its pixels are decoded.
 
-    ``decode=False`` leaves a plain 8-bit PNG, or a large JPEG (:mod:`gancodec.vipsstream`),
+    ``decode=False`` leaves a plain 8-bit PNG, or a large JPEG or TIFF (:mod:`gancodec.vipsstream`),
     that needs no rotation undecoded, for :func:`to_rgb_array` / :func:`to_rgb_alpha` to stream
     band by band (never the whole image in Pillow's 4 bytes a pixel); other files are decoded as
     with ``decode=True``. A PNG's chunks are checked either way (a damaged file is refused here,
@@ -65,7 +65,7 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, de
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides
             img = Image.open(path)
         check_pixels(*img.size, max_pixels, what=f"image {path}")  # header only so far
-        if decode or (_upright_png_layout(img) is None and not _streamable_jpeg(img)):
+        if decode or (_upright_png_layout(img) is None and not _vips_streamable(img)):
             img.load()
             img = apply_orientation(img)
     except ImageTooLargeError:
@@ -118,8 +118,8 @@ def _upright_png_layout(img: Image.Image) -> PngLayout | None:
     return layout
 
 
-def _streamable_jpeg(img: Image.Image) -> bool:
-    """An undecoded large JPEG that needs no rotation, which libvips can read in rows."""
+def _vips_streamable(img: Image.Image) -> bool:
+    """An undecoded large JPEG or TIFF that needs no rotation, which libvips can read in rows."""
     if not streamable(img):
         return False
     try:
@@ -229,7 +229,7 @@ def _bands(img: Image.Image) -> Iterator[Image.Image]:
     if layout is not None:
         yield from read_bands(img.filename, layout)
         return
-    rows = open_rows(img) if _streamable_jpeg(img) else None
+    rows = open_rows(img) if _vips_streamable(img) else None
     if rows is not None:
         yield from rows.pillow_bands(_BAND_BYTES)
         return
@@ -243,7 +243,7 @@ class StreamedRGB:
     """The colour pixels of an image file, read top to bottom as they are asked for, never
     whole: what a large image's analysis reads instead of an (H, W, 3) array, so that compress
     holds a few bands of rows rather than 3 bytes a pixel of the image. A plain PNG is read by
-    :mod:`gancodec.pngstream`, a large JPEG by :mod:`gancodec.vipsstream` (:func:`streamed_rgb`).
+    :mod:`gancodec.pngstream`, a large JPEG or TIFF by :mod:`gancodec.vipsstream` (:func:`streamed_rgb`).
 
     :meth:`rows` must be asked with a first row that never goes back up (the analysis's tiles
     move down the image); the bands above it are dropped. A damaged file is found as it is read
@@ -304,7 +304,7 @@ class StreamedRGB:
 def streamed_rgb(img: Image.Image) -> StreamedRGB | None:
     """``img``'s colour pixels as a :class:`StreamedRGB` when it is undecoded
     (``open_image(..., decode=False)``), needs no rotation and is a plain PNG with no alpha or a
-    large JPEG that libvips opens; else None."""
+    large JPEG or TIFF that libvips opens; else None."""
     if has_alpha(img) or "transparency" in img.info:
         return None
     try:
@@ -313,7 +313,7 @@ def streamed_rgb(img: Image.Image) -> StreamedRGB | None:
         return None  # the whole-image reader says what is wrong with it
     if layout is not None:
         return StreamedRGB.from_png(img, layout)
-    rows = open_rows(img) if _streamable_jpeg(img) else None
+    rows = open_rows(img) if _vips_streamable(img) else None
     if rows is None:
         return None
     return StreamedRGB(rows.filename, img.size, rows.rgb_bands(StreamedRGB.band_bytes))

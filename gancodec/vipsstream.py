@@ -1,13 +1,14 @@
-"""Large JPEGs read top to bottom in bands of rows, never whole, through libvips (pyvips).
+"""Large JPEGs and TIFFs read top to bottom in bands of rows, never whole, through libvips (pyvips).
 
-Pillow decodes a JPEG whole (4 bytes a pixel for RGB) before a single row can be copied out,
-and has no scanline interface. libvips' JPEG loader in sequential mode decodes rows as they are
-asked for and keeps only a few bands, so a 108 MP photo is read in ~150 MB instead of ~430. Its
-pixels are libjpeg-turbo's with the same settings as Pillow's (tests compare them for 4:4:4,
-4:2:0, greyscale and progressive files), and a truncated file is refused as Pillow refuses it.
+Pillow decodes a JPEG or TIFF whole (4 bytes a pixel for RGB) before a single row can be copied
+out, and has no scanline interface. libvips' loaders in sequential mode decode rows as they are
+asked for and keep only a few bands, so a 108 MP photo is read in ~150 MB instead of ~430. The
+pixels are libjpeg-turbo's / libtiff's with the same settings as Pillow's (tests compare them for
+4:4:4, 4:2:0, greyscale and progressive JPEGs, and raw, LZW, deflate and JPEG-compressed TIFFs),
+and a truncated file is refused as Pillow refuses it.
 
 Only images above :data:`STREAM_PIXELS` are read this way (below it Pillow's copy is small and
-loading libvips is not worth it), only upright 8-bit RGB or greyscale JPEGs (the caller applies
+loading libvips is not worth it), only upright 8-bit RGB or greyscale ones (the caller applies
 EXIF orientation, which would need the whole image), and only when pyvips and its library load:
 otherwise :func:`open_rows` gives None and the caller decodes with Pillow, as before.
 """
@@ -22,9 +23,10 @@ import numpy as np
 from PIL import Image
 
 STREAM_PIXELS = 8_000_000
-_FORMATS = ("JPEG", "MPO")  # MPO: a phone's JPEG with extra pictures; its first is the photo
+_FORMATS = ("JPEG", "MPO", "TIFF")  # MPO: a phone's JPEG with extra pictures; its first is the photo
 _BANDS = {"RGB": 3, "L": 1}
-_BAND_ALIGN = 64  # rows; a multiple of every JPEG strip height (8 · vertical sampling, at most 32)
+_JPEG_ALIGN = 64  # rows; a multiple of every JPEG strip height (8 · vertical sampling, at most 32)
+_TIFF_ROWS_PER_STRIP, _TIFF_TILE_LENGTH = 278, 323
 
 
 class StreamError(Exception):
@@ -44,7 +46,7 @@ def _pyvips() -> ModuleType | None:
 
 
 def streamable(img: Image.Image) -> bool:
-    """Whether ``img`` is an undecoded large JPEG that :func:`open_rows` can read in rows (the
+    """Whether ``img`` is an undecoded large JPEG or TIFF that :func:`open_rows` can read in rows (the
     caller has checked that it needs no rotation). Reads nothing but Pillow's header."""
     w, h = img.size
     return (img.format in _FORMATS and img.mode in _BANDS and w * h > STREAM_PIXELS
@@ -52,20 +54,34 @@ def streamable(img: Image.Image) -> bool:
             and _pyvips() is not None)
 
 
-class VipsRows:
-    """An opened JPEG whose rows are decoded band by band, top to bottom, once each."""
+def _alignment(img: Image.Image) -> int:
+    """Rows a band must start on a multiple of: libvips' sequential readers refuse a request that
+    starts inside a strip they have passed ("out of order read"). A JPEG's strips are 8 or 16
+    rows; a TIFF's are its strips (RowsPerStrip) or its tiles' height."""
+    if img.format != "TIFF":
+        return _JPEG_ALIGN
+    tags = getattr(img, "tag_v2", {})
+    rows = tags.get(_TIFF_TILE_LENGTH) or tags.get(_TIFF_ROWS_PER_STRIP) or img.size[1]
+    try:
+        return max(1, min(int(rows), img.size[1]))
+    except (TypeError, ValueError):
+        return img.size[1]
 
-    def __init__(self, image, filename: str) -> None:
+
+class VipsRows:
+    """An opened image whose rows are decoded band by band, top to bottom, once each."""
+
+    def __init__(self, image, filename: str, align: int = _JPEG_ALIGN) -> None:
         self._image = image
         self.filename = filename
         self.shape = (image.height, image.width, image.bands)
+        self._align = align
 
     def bands(self, band_bytes: int) -> Iterator[np.ndarray]:
         """The image as uint8 (rows, W, 1 | 3) arrays of about ``band_bytes`` each, top to bottom."""
         h, w, c = self.shape
-        # libvips' sequential JPEG reader refuses a request that starts inside a strip it has
-        # already passed ("out of order read"): bands start on multiples of its strips (8 or 16 rows)
-        rows = max(_BAND_ALIGN, band_bytes // (w * c) // _BAND_ALIGN * _BAND_ALIGN)
+        align = self._align  # bands start on the file's strips (see _alignment)
+        rows = max(align, band_bytes // (w * c) // align * align)
         pyvips = _pyvips()
         for r0 in range(0, h, rows):
             n = min(rows, h - r0)
@@ -104,4 +120,4 @@ def open_rows(img: Image.Image) -> VipsRows | None:
         return None
     if (image.width, image.height) != img.size or image.format != "uchar" or image.bands != _BANDS[img.mode]:
         return None
-    return VipsRows(image, str(img.filename))
+    return VipsRows(image, str(img.filename), _alignment(img))
