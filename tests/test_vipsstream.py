@@ -115,3 +115,18 @@ def test_compress_streams_a_large_jpeg(tiny_codec, photo, tmp_path, small_thresh
     streamed = tiny_codec.compress(str(path), quality=2)
     assert read, "the JPEG was streamed"
     assert streamed == tiny_codec.compress(np.asarray(Image.open(path).convert("RGB")), quality=2)
+
+
+def test_tiled_tiff_bands_start_on_its_tiles(photo, tmp_path, small_threshold, monkeypatch):
+    """A tiled TIFF (libvips writes one) is read in bands of whole tile rows: Pillow's pixels."""
+    pyvips = vipsstream._pyvips()
+    path = tmp_path / "tiled.tif"
+    pyvips.Image.new_from_array(photo, interpretation="srgb").tiffsave(
+        str(path), tile=True, tile_width=32, tile_height=32, compression="deflate")
+    assert vipsstream._alignment(Image.open(path)) == 32
+    monkeypatch.setattr(StreamedRGB, "band_bytes", 10 * 3 * photo.shape[1])
+    rows = streamed_rgb(open_image(path, None, decode=False))
+    h = photo.shape[0]
+    got = np.concatenate([rows.rows(r, min(r + 8, h)) for r in range(0, h, 8)])
+    assert np.array_equal(got, np.asarray(Image.open(path).convert("RGB")))
+    assert np.array_equal(load_rgb_array(path, None), photo)
