@@ -16,6 +16,7 @@ from .errors import UserError
 from .evaluation.cli import add_subcommands as add_evaluation_commands
 from .generation.cli import add_subcommands as add_generation_commands
 from .generation.cli import add_train_subcommands as add_generation_train_commands
+from .zoo import REALISM_BLENDS
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -121,7 +122,7 @@ def _add_train(sub) -> None:
     e.add_argument("--weights", choices=["ema", "raw"], default="ema", help="which weights of the run")
     e.add_argument("--model-version", default=None, metavar="X.Y",
                    help="codec: the release's version, stored in config.json (reported by `gancodec info`)")
-    e.add_argument("--realism-blend", choices=["weights", "pixels"], default="weights",
+    e.add_argument("--realism-blend", choices=REALISM_BLENDS, default="weights",
                    help="codec: what --realism interpolates: the two decoders' weights (ESRGAN) or their images")
 
 
@@ -466,12 +467,8 @@ def _model_facts(data: bytes) -> dict:
         entry = find_codec(h.model, h.weights_hash)
     except ModelMismatchError as exc:
         return {"model_version": None, "model_folder": None, "model_installed": False, "model_note": str(exc)}
-    try:  # what --realism interpolates for this model (absent before v0.9: its weights)
-        blend = json.loads((entry.folder / "config.json").read_text()).get("realism_blend", "weights")
-    except (OSError, ValueError, AttributeError):
-        blend = None
     return {"model_version": entry.version, "model_folder": str(entry.folder), "model_installed": True,
-            "realism_blend": blend}
+            "realism_blend": entry.realism_blend}
 
 
 def _info(args) -> int:

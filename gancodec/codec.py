@@ -56,7 +56,7 @@ from .models.codec import CodecConfig, HiFiCLite, blended_parameters
 from .models.integer import ExactSynthesis, IntegerContext, IntegerHyperSynthesis, upsampling_start
 from .pngstream import PngWriter
 from .tiling import DiskTensor, Sink, Source, progress_bar, run_tiled, run_tiled_two_stage, uint8_source
-from .zoo import weights_hash
+from .zoo import REALISM_BLENDS, weights_hash
 
 PAD_MULTIPLE = 64  # stride of z
 Z_CLAMP = 2**15
@@ -198,12 +198,11 @@ class Codec:
         self.names = (self.name, folder.name)
         self.version: str | None = str(self.meta["version"]) if self.meta.get("version") else None
         self.config = CodecConfig.from_dict(self.meta["codec_config"])
-        # What --realism interpolates: the decoders' weights (every release up to 0.8, ESRGAN's
-        # network interpolation) or their images (a model whose GAN decoder drifted too far from
-        # the MSE one for a weight blend to lie between them). Fixed per model: a file decodes at
-        # a realism as it did when its model was current.
+        # What --realism interpolates (gancodec.zoo.REALISM_BLENDS): the decoders' weights or, for
+        # a model whose GAN decoder drifted too far from the MSE one for a weight blend to lie
+        # between them, their images.
         self.realism_blend = str(self.meta.get("realism_blend", "weights"))
-        if self.realism_blend not in ("weights", "pixels"):
+        if self.realism_blend not in REALISM_BLENDS:
             raise UserError(f"model {folder}: unknown realism_blend {self.realism_blend!r} in config.json "
                             "(written by a newer gancodec?)")
         self.weights_hash = weights_hash(weights_path)

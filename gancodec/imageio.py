@@ -229,9 +229,9 @@ def _bands(img: Image.Image) -> Iterator[Image.Image]:
     if layout is not None:
         yield from read_bands(img.filename, layout)
         return
-    rows = open_rows(img) if _vips_streamable(img) else None
-    if rows is not None:
-        yield from rows.pillow_bands(_BAND_BYTES)
+    vips_rows = open_rows(img) if _vips_streamable(img) else None
+    if vips_rows is not None:
+        yield from vips_rows.pillow_bands(_BAND_BYTES)
         return
     w, h = img.size
     rows = max(1, _BAND_BYTES // (3 * w))
@@ -313,10 +313,10 @@ def streamed_rgb(img: Image.Image) -> StreamedRGB | None:
         return None  # the whole-image reader says what is wrong with it
     if layout is not None:
         return StreamedRGB.from_png(img, layout)
-    rows = open_rows(img) if _vips_streamable(img) else None
-    if rows is None:
+    vips_rows = open_rows(img) if _vips_streamable(img) else None
+    if vips_rows is None:
         return None
-    return StreamedRGB(rows.filename, img.size, rows.rgb_bands(StreamedRGB.band_bytes))
+    return StreamedRGB(vips_rows.filename, img.size, vips_rows.rgb_bands(StreamedRGB.band_bytes))
 
 
 def load_rgb_array(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -89,6 +89,12 @@ def _hash_of(path: str, size: int, mtime_ns: int) -> bytes:
     return weights_hash(Path(path))
 
 
+#: What a codec's ``--realism`` interpolates (config "realism_blend"): its two decoders' weights
+#: (ESRGAN's network interpolation; every release up to v0.8, and the meaning of no key) or their
+#: 8-bit images (v0.9 on). Fixed per model, so a file decodes at a realism as it always did.
+REALISM_BLENDS = ("weights", "pixels")
+
+
 @dataclass(frozen=True)
 class CodecEntry:
     """An installed codec folder as a file's header identifies it, read without loading it."""
@@ -97,6 +103,7 @@ class CodecEntry:
     name: str  # the name its files carry (config "name")
     version: str | None  # the release ("0.5"); None for a model exported without one
     weights_hash: bytes
+    realism_blend: str = "weights"  # one of REALISM_BLENDS
 
     def matches(self, model: str, digest: bytes) -> bool:
         # The folder's own name is accepted too: before the config name was written into
@@ -127,7 +134,8 @@ def codec_entry(folder: Path) -> CodecEntry | None:
         stat = weights.stat()
         digest = _hash_of(str(weights.resolve()), stat.st_size, stat.st_mtime_ns)
     version = meta.get("version")
-    return CodecEntry(folder, str(meta.get("name", folder.name)), str(version) if version else None, digest)
+    return CodecEntry(folder, str(meta.get("name", folder.name)), str(version) if version else None, digest,
+                      str(meta.get("realism_blend", "weights")))
 
 
 def installed_codecs() -> list[CodecEntry]:

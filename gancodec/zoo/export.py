@@ -28,11 +28,10 @@ from ..models.integer import (
     quantize_hyper_synthesis,
 )
 from ..training.run import load_codec_checkpoint
-from . import weights_hash
+from . import REALISM_BLENDS, weights_hash
 
 Z_RADIUS = 40
 FLOAT_PREFIXES = ("g_a.", "g_s.", "g_s_gan.", "h_a.")
-REALISM_BLENDS = ("weights", "pixels")
 
 
 def export_run(run: Path, out: Path, name: str | None = None, ema: bool = True, version: str | None = None,
