@@ -2,7 +2,7 @@
 
 Pillow decodes a JPEG or TIFF whole (4 bytes a pixel for RGB) before a single row can be copied
 out, and has no scanline interface. libvips' loaders in sequential mode decode rows as they are
-asked for and keep only a few bands, so a 108 MP photo is read in ~150 MB instead of ~430. The
+asked for and keep only a few bands, never the image (Pillow's 4 bytes a pixel). The
 pixels are libjpeg-turbo's / libtiff's with the same settings as Pillow's (tests compare them for
 4:4:4, 4:2:0, greyscale and progressive JPEGs, and raw, LZW, deflate and JPEG-compressed TIFFs),
 and a truncated file is refused as Pillow refuses it.
