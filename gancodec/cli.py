@@ -87,6 +87,8 @@ def _add_train(sub) -> None:
                    help="gan stage: start the discriminator from the --init run's (a gan-stage run)")
     c.add_argument("--blend-weight", type=float, default=0.0,
                    help="gan stage: weight of the term keeping --realism blends between the two decoders")
+    c.add_argument("--distortion-weight", type=float, default=1.0,
+                   help="gan stage: scale of the λ(q)·MSE term (HiFiC's k_M; lower: more texture, less PSNR)")
     c.add_argument("--perceptual", type=float, default=0.0,
                    help="gan stage: weight of the VGG16 perceptual term (0: none; needs --perceptual-weights)")
     c.add_argument("--perceptual-weights", default=None,
@@ -220,7 +222,6 @@ def _add_enhance(sub) -> None:
 
 
 def _enhance(args) -> int:
-    from .imageio import open_image, save_image, to_rgb_array
     from .zoo import available_models, load_enhancer
 
     kind, scale = ("sr", args.scale) if args.command == "upscale" else ("restore", None)
@@ -231,10 +232,9 @@ def _enhance(args) -> int:
         raise UserError(f"no {name} weights in this installation: train a model with "
                         f"`gancodec train {kind}`, export it and pass --model FOLDER")
     model = load_enhancer(name, kind, scale)
-    rgb = to_rgb_array(open_image(args.input, args.max_pixels, decode=False))
-    out = model.run(rgb, realism=args.realism, progress=not args.no_progress, self_ensemble=args.self_ensemble,
-                    **({"task": args.task, "strength": args.strength} if kind == "restore" else {}))
-    save_image(args.output, out)
+    model.run_file(args.input, args.output, max_pixels=args.max_pixels, realism=args.realism,
+                   progress=not args.no_progress, self_ensemble=args.self_ensemble,
+                   **({"task": args.task, "strength": args.strength} if kind == "restore" else {}))
     return 0
 
 
@@ -302,22 +302,23 @@ def _add_inpaint(sub) -> None:
 def _inpaint_one(model, image_path, mask_arg, args, output) -> None:
     import numpy as np
 
-    from .imageio import open_image, save_image
     from .inpaint_masks import scratch_mask
-    from .inpainting import box_mask, inpaint_image, parse_box
+    from .inpainting import box_mask, inpaint_file, parse_box
 
-    img = open_image(image_path, args.max_pixels, decode=False)  # a plain PNG is streamed when read
+    mask_image = None
     if args.box:
-        mask = box_mask([parse_box(b) for b in args.box], (img.height, img.width))
+        boxes = [parse_box(b) for b in args.box]
+
+        def mask_image(shape):
+            return box_mask(boxes, shape)
     elif args.scratches is not None:
         if args.scratches < 1:
             raise UserError("--scratches must be at least 1")
-        mask = scratch_mask(img.height, img.width, args.scratches, np.random.default_rng(args.seed))
-    else:
-        mask = mask_arg
-    out = inpaint_image(model, img, mask, realism=args.realism, dilate_px=args.dilate,
-                        allow_empty=args.allow_empty, max_pixels=args.max_pixels)
-    save_image(output, out)
+
+        def mask_image(shape):
+            return scratch_mask(*shape, args.scratches, np.random.default_rng(args.seed))
+    inpaint_file(model, image_path, mask_arg, output, realism=args.realism, dilate_px=args.dilate,
+                 allow_empty=args.allow_empty, max_pixels=args.max_pixels, mask_image=mask_image)
 
 
 def _inpaint(args) -> int:

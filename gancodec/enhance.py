@@ -18,8 +18,11 @@ import torch
 from .allocator import reuse_large_buffers
 from .blend import BlendedModel, write_stage
 from .errors import UserError
+from .imageio import atomic_output, open_image, output_format, save_image, streamed_rgb, to_rgb_array
+from .limits import DEFAULT_MAX_PIXELS
 from .models.unet import TASKS
-from .tiling import run_tiled, run_tiled_two_stage, uint8_source
+from .pngstream import PngWriter
+from .tiling import BandSink, RowReader, run_tiled, run_tiled_two_stage, uint8_source
 from .training.enhance_task import EnhanceConfig
 
 
@@ -44,12 +47,17 @@ class Enhancer(BlendedModel):
         return 64 if self.kind == "restore" else 48
 
     @torch.no_grad()
-    def run(self, rgb: np.ndarray, realism: float = 0.0, task: str = "auto", strength: float = 1.0,
-            progress: bool = False, self_ensemble: bool = False) -> np.ndarray:
-        """Restore (kind ``restore``) or upscale (kind ``sr``) a uint8 RGB image. Tiles are turned
-        into float and back into uint8 one at a time: memory is bounded by the tile, plus the
-        uint8 input and output. ``self_ensemble`` averages the 8 flips/rotations of every tile
-        (EDSR's geometric self-ensemble): a little more fidelity for 8× the time."""
+    def run(self, rgb: np.ndarray | RowReader, realism: float = 0.0, task: str = "auto", strength: float = 1.0,
+            progress: bool = False, self_ensemble: bool = False,
+            write: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray | None:
+        """Restore (kind ``restore``) or upscale (kind ``sr``) a uint8 RGB image, an array or a
+        :class:`~gancodec.tiling.RowReader` read top to bottom. Tiles are turned into float and
+        back into uint8 one at a time. The result is returned as an array, or with ``write``
+        handed to ``write(first_row, rows)`` in bands of whole rows, top to bottom (``rows``
+        uint8 (n, W, 3), reused once ``write`` returns): with a row reader in and a streaming
+        writer out (:meth:`run_file`) memory is bounded by a row of tiles, not the image.
+        ``self_ensemble`` averages the 8 flips/rotations of every tile (EDSR's geometric
+        self-ensemble): a little more fidelity for 8× the time."""
         self.set_realism(realism)
         if min(rgb.shape[:2]) < 2:
             raise UserError(f"image is {rgb.shape[1]}×{rgb.shape[0]}: at least 2×2 pixels are needed")
@@ -65,15 +73,21 @@ class Enhancer(BlendedModel):
         else:
             scale, net = self.config.scale, self.net
         h, w = rgb.shape[:2]
-        window = uint8_source(rgb[..., :3])
-        out = np.empty((scale * h, scale * w, 3), dtype=np.uint8)
+        window = uint8_source(rgb if isinstance(rgb, RowReader) else rgb[..., :3])
+        out = None
+        if write is None:
+            out = np.empty((scale * h, scale * w, 3), dtype=np.uint8)
+
+            def write(r0: int, rows: np.ndarray) -> None:
+                out[r0 : r0 + len(rows)] = rows
         tile = self.tile
         if self_ensemble:  # whole network per tile (features do not commute with rotations)
             net, tile = geometric_ensemble(net), self.tile // 2
 
-        def store(r0: int, r1: int, c0: int, c1: int, t: torch.Tensor) -> None:
-            out[r0:r1, c0:c1] = (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        def to_uint8(t: torch.Tensor) -> np.ndarray:
+            return (t[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
+        store = BandSink(scale * h, scale * w, 3, scale * tile, write, to_uint8)
         with reuse_large_buffers(scale * scale * h * w):
             if self.kind == "sr" and not self_ensemble:  # the full-resolution tail in small tiles of its own
                 run_tiled_two_stage(self.net.trunk, self.net.upsample, window, scale, self.tile, self.margin,
@@ -82,7 +96,36 @@ class Enhancer(BlendedModel):
             else:
                 run_tiled(net, window, scale, tile, self.margin, size=(h, w), sink=store, progress=progress,
                           desc=self.kind)
+        store.close()
         return out
+
+    def run_file(self, image: str | Path, output: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 **how) -> None:
+        """:meth:`run` from an image file to an image file (format from the suffix), written
+        atomically, with the input's ICC profile attached (the networks keep its colour space).
+        A large plain PNG, JPEG or TIFF is read in rows (:func:`~gancodec.imageio.streamed_rgb`)
+        and a ``.png`` is written band by band, so neither image is ever whole in memory;
+        other forms are decoded whole (and other formats encoded whole) by Pillow."""
+        output = Path(output)
+        output_format(output)  # an unknown suffix is refused before the work, not after
+        img = open_image(image, max_pixels, decode=False)
+        icc = img.info.get("icc_profile") or None
+        rows = streamed_rgb(img)
+        try:
+            source = rows if rows is not None else to_rgb_array(img)
+            img = None  # Pillow's decoded copy, if it made one, can go now
+            if output.suffix.lower() != ".png":
+                save_image(output, self.run(source, **how), **({"icc_profile": icc} if icc else {}))
+                return
+            scale = 1 if self.kind == "restore" else self.config.scale
+            h, w = source.shape[:2]
+            with atomic_output(output) as fh:
+                png = PngWriter(fh, scale * w, scale * h, 3, icc_profile=icc)
+                self.run(source, write=lambda _, band: png.write(band), **how)
+                png.close()
+        finally:
+            if rows is not None:
+                rows.close()
 
 
 def geometric_ensemble(net: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -370,12 +370,19 @@ def _streams_as_png(array: np.ndarray) -> bool:
             and (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 2, 3, 4))))
 
 
+def output_format(path: str | Path) -> str:
+    """Pillow's format name for an output path's suffix; an unknown suffix is a :class:`UserError`."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"unknown image format for output {path} (use .png, .jpg, .webp, ...)")
+    return fmt
+
+
 def save_image(path: str | Path, array: np.ndarray, format: str | None = None, **params) -> None:
     """Save a uint8 (H, W), (H, W, 3) or (H, W, 4) array; format inferred from the suffix."""
     path = Path(path)
-    fmt = format or Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise UserError(f"unknown image format for output {path} (use .png, .jpg, .webp, ...)")
+    fmt = format or output_format(path)
     if fmt == "PNG" and _streams_as_png(array) and set(params) <= {"icc_profile", "exif"}:
         # our streaming writer: rows are deflated from the array as they come, where Pillow
         # would first copy the whole image (4 bytes a pixel for RGB) beside the caller's array

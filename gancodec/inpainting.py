@@ -23,6 +23,7 @@ and gives exactly the same result.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +34,19 @@ from scipy import ndimage
 
 from .blend import BlendedModel, write_stage
 from .errors import UserError
-from .imageio import has_alpha, open_image
+from .imageio import (
+    atomic_output,
+    has_alpha,
+    is_greyscale,
+    open_image,
+    output_format,
+    save_image,
+    streamed_rgb,
+)
 from .limits import DEFAULT_MAX_PIXELS
 from .models.inpaint import InpaintConfig
+from .pngstream import PngWriter
+from .tiling import RowReader
 
 KIND = "inpaint"
 DEFAULT_MODEL = "inpaint-lite"
@@ -220,6 +231,22 @@ class Inpainter(BlendedModel):
         filled = self.fill(small, small_hole)
         return np.asarray(Image.fromarray(filled).resize((w, h), Image.BICUBIC))
 
+    def _check_hole(self, hole: np.ndarray, allow_empty: bool) -> bool:
+        """Whether there is anything to fill; an empty hole (unless allowed) or one covering the
+        whole image is a :class:`UserError`."""
+        if not hole.any():
+            if allow_empty:
+                return False
+            raise UserError("the mask is empty: nothing to fill (pass --allow-empty to copy the image unchanged)")
+        if hole.all():
+            raise UserError("the mask covers the whole image: there is nothing to fill the hole from")
+        return True
+
+    def _fill_region(self, src: np.ndarray, dst: np.ndarray, hole: np.ndarray) -> None:
+        """Fill one crop of the plan: ``src`` its input pixels, ``dst`` where its hole pixels go."""
+        filled = self.fill_crop(src, hole)
+        dst[hole] = filled[hole]
+
     def run(self, rgb: np.ndarray, mask: np.ndarray, realism: float = 0.0, dilate_px: int = 0,
             allow_empty: bool = False, in_place: bool = False) -> np.ndarray:
         """Inpaint a uint8 RGB image where ``mask`` (H, W, bool) is True; see the module docstring.
@@ -230,18 +257,94 @@ class Inpainter(BlendedModel):
             raise UserError(f"mask is {mask.shape[1]}×{mask.shape[0]} but the image is {rgb.shape[1]}×{rgb.shape[0]}")
         hole = dilate(mask, dilate_px)
         out = rgb if in_place else np.array(rgb, dtype=np.uint8, copy=True)
-        if not hole.any():
-            if allow_empty:
-                return out
-            raise UserError("the mask is empty: nothing to fill (pass --allow-empty to copy the image unchanged)")
-        if hole.all():
-            raise UserError("the mask covers the whole image: there is nothing to fill the hole from")
+        if not self._check_hole(hole, allow_empty):
+            return out
         for t, l, b, r in crop_plan(hole, self.margin, self.margin_ratio):
-            crop_hole = hole[t:b, l:r]
-            filled = self.fill_crop(rgb[t:b, l:r], crop_hole)
-            region = out[t:b, l:r]
-            region[crop_hole] = filled[crop_hole]
+            self._fill_region(rgb[t:b, l:r], out[t:b, l:r], hole[t:b, l:r])
         return out
+
+    def run_rows(self, rows: RowReader, hole: np.ndarray, write: Callable[[int, np.ndarray], None],
+                 realism: float = 0.0, allow_empty: bool = False) -> None:
+        """:meth:`run` on an image read top to bottom (a :class:`~gancodec.tiling.RowReader`),
+        handing the result to ``write(first_row, rows)`` top to bottom (``rows`` uint8 (n, W, 3)).
+        The crops of the plan are filled in order of their top row; rows above the next crop's
+        top are final and are written at once, so what is held is the rows of the crops being
+        filled (with their context), not the image. ``hole`` is the (dilated) mask, whole."""
+        self.set_realism(realism)
+        h, w = rows.shape[:2]
+        if hole.shape != (h, w):
+            raise UserError(f"mask is {hole.shape[1]}×{hole.shape[0]} but the image is {w}×{h}")
+        plan = sorted(crop_plan(hole, self.margin, self.margin_ratio)) if self._check_hole(hole, allow_empty) else []
+        held = np.empty((0, w, 3), dtype=np.uint8)  # rows start:start + len(held), writable
+        start = 0
+
+        def advance(end: int) -> None:
+            """Write rows above ``end`` out (those read and those passed over), read none below it."""
+            nonlocal held, start
+            if end <= start:
+                return
+            n = min(end - start, len(held))
+            if n:
+                write(start, held[:n])
+                held, start = held[n:], start + n
+            for r0 in range(start, end, _PASS_ROWS):  # rows no crop touches: straight through
+                write(r0, rows.rows(r0, min(end, r0 + _PASS_ROWS)))
+            start = max(start, end)
+
+        for t, l, b, r in plan:
+            advance(t)
+            if start + len(held) < b:  # read down to the crop's bottom
+                held = np.concatenate([held, rows.rows(start + len(held), b)])
+            region = held[t - start : b - start, l:r]
+            self._fill_region(np.array(region), region, hole[t:b, l:r])
+        advance(h)
+
+
+_PASS_ROWS = 256  # rows read and written at a time where no crop is
+
+
+def inpaint_file(model: Inpainter, image: str | Path, mask, output: str | Path, *, realism: float = 0.0,
+                 dilate_px: int = 0, allow_empty: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 mask_image: Callable[[tuple[int, int]], np.ndarray] | None = None) -> None:
+    """:func:`inpaint_image` from an image file to an image file (format from the suffix), written
+    atomically, with the input's ICC profile attached. A plain PNG or a large JPEG or TIFF
+    without alpha is read in rows (:func:`~gancodec.imageio.streamed_rgb`) and, into a ``.png``,
+    written in rows (:meth:`Inpainter.run_rows`): only the mask is held whole (1 byte a pixel).
+    ``mask_image``, if given, makes the mask from the image's (H, W) instead of ``mask``."""
+    output = Path(output)
+    output_format(output)  # an unknown suffix is refused before the work, not after
+    img = open_image(image, max_pixels, decode=False)
+    icc = img.info.get("icc_profile") or None
+    meta = {"icc_profile": icc} if icc else {}
+    shape = (img.height, img.width)
+    hole = dilate(mask_image(shape) if mask_image else to_mask(mask, shape, max_pixels), dilate_px)
+    rows = streamed_rgb(img)
+    if rows is None or output.suffix.lower() != ".png":
+        if rows is not None:
+            rows.close()
+        save_image(output, inpaint_image(model, img, hole, realism=realism, allow_empty=allow_empty,
+                                         max_pixels=max_pixels), **meta)
+        return
+    grey = is_greyscale(img)
+    img = None
+    try:
+        with atomic_output(output) as fh:
+            png = PngWriter(fh, shape[1], shape[0], 1 if grey else 3, **meta)
+
+            def write(r0: int, band: np.ndarray) -> None:
+                png.write(_grey_fill(band, hole[r0 : r0 + len(band)]) if grey else band)
+
+            model.run_rows(rows, hole, write, realism=realism, allow_empty=allow_empty)
+            png.close()
+    finally:
+        rows.close()
+
+
+def _grey_fill(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """A greyscale image's inpainted rows: the luma of the fill in the hole, the input (any of the
+    three equal channels of its RGB form) elsewhere."""
+    luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.where(hole, np.clip(luma + 0.5, 0, 255).astype(np.uint8), rgb[..., 0])
 
 
 def inpaint_image(model: Inpainter, image, mask, realism: float = 0.0, dilate_px: int = 0,
@@ -257,8 +360,7 @@ def inpaint_image(model: Inpainter, image, mask, realism: float = 0.0, dilate_px
     own = isinstance(image, (str, Path, Image.Image))
     out = model.run(prepared.rgb, hole, realism=realism, allow_empty=allow_empty, in_place=own)
     if prepared.mode.name in ("GREY", "GREY_ALPHA"):
-        luma = out.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        out = np.where(hole, np.clip(luma + 0.5, 0, 255).astype(np.uint8), prepared.rgb[..., 0])
+        out = _grey_fill(out, hole)
     if prepared.alpha is not None:
         out = np.dstack([out, prepared.alpha])
     return out

@@ -72,6 +72,38 @@ def uint8_source(rgb: np.ndarray | RowReader) -> Source:
     return window
 
 
+class BandSink:
+    """A :data:`Sink` that converts each tile (``to_uint8``: tensor → (rows, cols, C) uint8) into
+    a band of ``band_rows`` whole output rows and hands every band, once all its pixels have
+    arrived, to ``write(first_row, rows)``, top to bottom. With a streaming writer
+    (:class:`gancodec.pngstream.PngWriter`) the output image never exists whole. The tile grids
+    here are row-major, so the band of one row of tiles fills before the next one starts;
+    ``rows`` is reused once ``write`` returns."""
+
+    def __init__(self, h: int, w: int, channels: int, band_rows: int,
+                 write: Callable[[int, np.ndarray], None], to_uint8: Callable[[torch.Tensor], np.ndarray]):
+        self.h, self.w, self.band_rows = h, w, band_rows
+        self._band = np.empty((min(band_rows, h), w, channels), dtype=np.uint8)
+        self._write, self._to_uint8 = write, to_uint8
+        self._start = 0  # first output row of the band being filled
+        self._filled = 0  # pixels of it stored so far
+
+    def __call__(self, r0: int, r1: int, c0: int, c1: int, t: torch.Tensor) -> None:
+        end = min(self._start + self.band_rows, self.h)
+        if not self._start <= r0 < r1 <= end:
+            raise RuntimeError(f"tile rows {r0}:{r1} arrived outside the band {self._start}:{end}")  # a bug
+        self._band[r0 - self._start : r1 - self._start, c0:c1] = self._to_uint8(t)
+        self._filled += (r1 - r0) * (c1 - c0)
+        if self._filled == (end - self._start) * self.w:
+            self._write(self._start, self._band[: end - self._start])
+            self._start, self._filled = end, 0
+
+    def close(self) -> None:
+        """Check that every row was written (a bug otherwise, never a user's error)."""
+        if self._start != self.h:
+            raise RuntimeError(f"{self._start} of {self.h} output rows were written")
+
+
 class _Collect:
     """The default sink: one output tensor, allocated when the first tile shows its channels and dtype."""
 

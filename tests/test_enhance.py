@@ -204,3 +204,58 @@ def test_self_ensemble_is_tiled_without_seams(trained, kind, photo):
         model.tile = 256
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
     assert not np.array_equal(tiled, model.run(image))  # it is not the plain network
+
+
+@pytest.mark.parametrize("kind", ["restore", "sr"])
+def test_files_are_streamed_in_rows_in_and_out(trained, kind, photo, tmp_path, monkeypatch):
+    """From a PNG file to a PNG file, the input is read in bands as the tiles move down and the
+    output written band by band as rows of tiles complete: neither image is held whole, and the
+    pixels are those of the in-memory run. The input's ICC profile is carried to the output."""
+    from gancodec.imageio import StreamedRGB
+    from gancodec.zoo import load_enhancer
+
+    model = load_enhancer(str(trained[kind]))
+    monkeypatch.setattr(model, "tile", 32)
+    monkeypatch.setattr(StreamedRGB, "band_bytes", 7 * (1 + 3 * 90))  # bands of 7 rows
+    image = np.ascontiguousarray(np.tile(photo, (2, 1, 1))[:300, :90])
+    src = tmp_path / "in.png"
+    icc = b"not really a profile, but carried byte for byte"
+    Image.fromarray(image).save(src, icc_profile=icc)
+    held, bands = [], []
+    real_rows = StreamedRGB.rows
+    monkeypatch.setattr(StreamedRGB, "rows", lambda self, a0, a1: (
+        real_rows(self, a0, a1), held.append(sum(len(b) for _, b in self._held)))[0])
+    from gancodec import pngstream
+
+    real_write = pngstream.PngWriter.write
+    monkeypatch.setattr(pngstream.PngWriter, "write", lambda self, rows: (bands.append(len(rows)),
+                                                                           real_write(self, rows))[1])
+    out = tmp_path / "out.png"
+    how = {"task": "jpeg"} if kind == "restore" else {}
+    model.run_file(src, out, **how)
+    scale = 1 if kind == "restore" else 2
+    tile = 32
+    # a row of tiles, its margins and a band of 7 rows at either end, never 300
+    assert held and max(held) <= tile + 2 * (model.margin + model.sr_tail_margin) + 2 * 7
+    assert max(bands) == scale * tile and sum(bands) == scale * 300
+    got = Image.open(out)
+    assert got.info.get("icc_profile") == icc
+    assert np.array_equal(np.asarray(got), model.run(image, **how))
+    jpg = tmp_path / "out.jpg"  # other formats: the result is made whole, then saved by Pillow
+    model.run_file(src, jpg, **how)
+    assert Image.open(jpg).size == (90 * scale, 300 * scale) and Image.open(jpg).info.get("icc_profile") == icc
+
+
+def test_damaged_or_unwritable_files_leave_no_output(trained, photo, tmp_path, capsys):
+    """A damaged input found mid-way, or an unknown output suffix, is one line and no file."""
+    src = tmp_path / "in.png"
+    Image.fromarray(np.tile(photo, (2, 1, 1))).save(src)
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    src.write_bytes(bytes(data))
+    for out in ("o.png", "o.jpg", "o.nope"):
+        capsys.readouterr()
+        assert main(["restore", str(src), "-o", str(tmp_path / out), "--model", str(trained["restore"])]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("gancodec: error:") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]

@@ -378,3 +378,41 @@ def test_cli_bad_inputs(trained, image, files, capsys):
     assert not (tmp / "o.png").exists()
     assert main(["inpaint", src, "-o", out, "--mask", str(tmp / "empty.png"), "--allow-empty", *m]) == 0
     assert np.array_equal(_out(out), image)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_files_are_streamed_in_rows_in_and_out(model, image, tmp_path, monkeypatch, mode):
+    """From a PNG to a PNG, the image is read in rows as the crops move down and written as
+    rows become final: every row is read once, never more than a crop's rows at a time, and the
+    output is the in-memory inpainting's (greyscale stays greyscale; the ICC profile is kept)."""
+    from gancodec import inpainting
+    from gancodec.imageio import StreamedRGB
+    from gancodec.inpainting import inpaint_file, inpaint_image
+
+    monkeypatch.setattr(inpainting, "_PASS_ROWS", 16)  # rows no crop touches, read and written at a time
+    monkeypatch.setattr(model, "margin", 6)
+    monkeypatch.setattr(model, "margin_ratio", 0.25)
+    tall = np.ascontiguousarray(np.concatenate([image, image[::-1]])[:, :120])  # 400×120
+    mask = np.zeros(tall.shape[:2], bool)
+    for top in (3, 120, 131, 250, 390):  # at the top, two that merge, the middle, the bottom
+        mask[top : top + 8, 20:50] = True
+    src, icc = tmp_path / "in.png", b"a profile, carried byte for byte"
+    Image.fromarray(tall).convert(mode).save(src, icc_profile=icc)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    asked, written = [], []
+    real_rows = StreamedRGB.rows
+    monkeypatch.setattr(StreamedRGB, "rows", lambda self, a0, a1: (asked.append((a0, a1)), real_rows(self, a0, a1))[1])
+    from gancodec import pngstream
+
+    real_write = pngstream.PngWriter.write
+    monkeypatch.setattr(pngstream.PngWriter, "write", lambda self, rows: (written.append(len(rows)),
+                                                                           real_write(self, rows))[1])
+    out = tmp_path / "out.png"
+    inpaint_file(model, src, tmp_path / "mask.png", out, dilate_px=1)
+    assert [a for a, _ in asked] == sorted(a for a, _ in asked) and sum(b - a for a, b in asked) == 400
+    assert max(b - a for a, b in asked) < 60 and sum(written) == 400 and len(written) > 5
+    got = Image.open(out)
+    assert got.mode == mode and got.info.get("icc_profile") == icc
+    expected = inpaint_image(model, Image.open(src), tmp_path / "mask.png", dilate_px=1)
+    assert np.array_equal(np.asarray(got), expected)
+    assert not np.array_equal(expected, np.asarray(Image.open(src)))

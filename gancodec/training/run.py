@@ -120,7 +120,7 @@ def train_codec(args) -> Path:
         task = CodecGANTask(model, lr=args.lr, beta=args.beta, gan_loss=args.gan_loss, r1_weight=args.r1,
                             fm_weight=args.fm_weight, perceptual=perceptual, perceptual_weight=args.perceptual,
                             disc_scales=args.disc_scales, disc_width=args.disc_width, disc_lr=args.disc_lr,
-                            blend_weight=args.blend_weight)
+                            blend_weight=args.blend_weight, distortion_weight=args.distortion_weight)
         if args.init_disc and not resuming:
             _init_discriminator(task.disc, Path(args.init))
     _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec"}, data)
@@ -131,7 +131,7 @@ def train_codec(args) -> Path:
             "config": config.to_dict(),
             **({"beta": args.beta, "fm_weight": args.fm_weight, "perceptual": args.perceptual,
                 "disc_scales": args.disc_scales, "disc_width": args.disc_width, "disc_lr": args.disc_lr,
-                "blend_weight": args.blend_weight}
+                "blend_weight": args.blend_weight, "distortion_weight": args.distortion_weight}
                if args.stage == "gan" else {}),
         }, indent=2))
     return out
