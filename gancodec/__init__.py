@@ -9,6 +9,7 @@ Python API::
     clean = gancodec.restore("photo.jpg", task="jpeg")    # artefact / noise removal
     big = gancodec.upscale("small.png", scale=4, realism=0.5)
     filled = gancodec.inpaint("photo.png", "mask.png")   # holes filled, the rest untouched
+    gancodec.upscale_to_file("huge.png", "huger.png")     # file to file, in rows: any size
     digits = gancodec.generate(16, seed=0)                # uint8 (16, 28, 28) MNIST digits
 """
 
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "compress", "decompress", "decompress_to_file", "restore", "upscale", "generate", "load_model",
     "load_enhancer", "load_generator", "available_models", "inpaint", "load_inpainter",
+    "restore_to_file", "upscale_to_file", "inpaint_to_file",
     "UserError", "CorruptFileError", "ModelMismatchError", "__version__",
 ]
 
@@ -114,6 +116,27 @@ def upscale(image, scale: int = 4, *, realism: float = 0.0, model=None, self_ens
     return enhancer.run(prepare_image(image).rgb, realism=realism, self_ensemble=self_ensemble)
 
 
+def restore_to_file(src, dst, task: str = "auto", *, strength: float = 1.0, realism: float = 0.0, model=None,
+                    self_ensemble: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                    progress: bool = False) -> None:
+    """:func:`restore` from an image file to an image file (format from the suffix, ICC profile
+    kept, written atomically): a large PNG, JPEG or TIFF is read in rows and a ``.png`` written
+    in rows, so neither image is whole in memory (what ``gancodec restore`` does)."""
+    enhancer = _enhancer(model, "restore-lite", "restore")
+    enhancer.run_file(src, dst, max_pixels=max_pixels, task=task, strength=strength, realism=realism,
+                      self_ensemble=self_ensemble, progress=progress)
+
+
+def upscale_to_file(src, dst, scale: int = 4, *, realism: float = 0.0, model=None, self_ensemble: bool = False,
+                    max_pixels: int | None = DEFAULT_MAX_PIXELS, progress: bool = False) -> None:
+    """:func:`upscale` from an image file to an image file, in rows as :func:`restore_to_file`."""
+    if scale not in (2, 4):
+        raise UserError(f"scale {scale} is not supported (use 2 or 4)")
+    enhancer = _enhancer(model, f"sr-x{scale}-lite", "sr", scale)
+    enhancer.run_file(src, dst, max_pixels=max_pixels, realism=realism, self_ensemble=self_ensemble,
+                      progress=progress)
+
+
 def generate(n: int, digit: int | None = None, seed: int | None = None, model=None,
              truncation: float | None = None) -> np.ndarray:
     """``n`` generated images as uint8 (n, H, W) — (n, H, W, 3) for a colour model. ``digit``
@@ -137,3 +160,15 @@ def inpaint(image, mask, *, realism: float = 0.0, dilate: int = 0, model=None,
     inpainter = load_inpainter(model) if model is None or isinstance(model, str) else model
     return inpaint_image(inpainter, image, mask, realism=realism, dilate_px=dilate, allow_empty=allow_empty,
                          max_pixels=max_pixels)
+
+
+def inpaint_to_file(src, mask, dst, *, realism: float = 0.0, dilate: int = 0, model=None,
+                    allow_empty: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    """:func:`inpaint` from an image file to an image file (format from the suffix, ICC profile
+    kept, written atomically): a large PNG, JPEG or TIFF without alpha is read in rows and a
+    ``.png`` written in rows, so only the mask is held whole (what ``gancodec inpaint`` does)."""
+    from .inpainting import inpaint_file
+
+    inpainter = load_inpainter(model) if model is None or isinstance(model, str) else model
+    inpaint_file(inpainter, src, mask, dst, realism=realism, dilate_px=dilate, allow_empty=allow_empty,
+                 max_pixels=max_pixels)

@@ -163,7 +163,7 @@ def test_shipped_super_resolution_beats_bicubic(photo, scale):
     assert psnr(photo, out) > psnr(photo, bicubic) + 0.3
 
 
-def test_python_api(trained, photo):
+def test_python_api(trained, photo, tmp_path):
     import gancodec
 
     out = gancodec.restore(photo[:40, :48], task="jpeg", model=str(trained["restore"]))
@@ -171,6 +171,12 @@ def test_python_api(trained, photo):
     assert gancodec.upscale(photo[:20, :24, 0], scale=2, model=str(trained["sr"])).shape == (40, 48, 3)
     with pytest.raises(gancodec.UserError):
         gancodec.upscale(photo, scale=3, model=str(trained["sr"]))
+    Image.fromarray(photo[:40, :48]).save(tmp_path / "in.png")  # file to file: the same pixels
+    gancodec.restore_to_file(tmp_path / "in.png", tmp_path / "r.png", task="jpeg", model=str(trained["restore"]))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "r.png")), out)
+    gancodec.upscale_to_file(tmp_path / "in.png", tmp_path / "u.png", scale=2, model=str(trained["sr"]))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "u.png")),
+                          gancodec.upscale(photo[:40, :48], scale=2, model=str(trained["sr"])))
 
 
 def test_jpeg_training_quality_is_log_uniform():

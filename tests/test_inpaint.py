@@ -272,6 +272,8 @@ def test_python_api_forms(model, image, tmp_path):
     b = gancodec.inpaint(str(tmp_path / "im.png"), tmp_path / "m.png", model=model)
     c = gancodec.inpaint(Image.fromarray(image), Image.fromarray(mask), model=model)
     assert np.array_equal(a, b) and np.array_equal(a, c)
+    gancodec.inpaint_to_file(tmp_path / "im.png", mask, tmp_path / "d.png", model=model)  # in rows
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "d.png")), a)
     grey = gancodec.inpaint(image[..., 0], mask > 0, model=model)
     assert grey.shape == image.shape[:2] and np.array_equal(grey[mask == 0], image[..., 0][mask == 0])
     rgba = np.dstack([image, np.full(image.shape[:2], 200, np.uint8)])
