@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
+from .allocator import reuse_large_buffers
 from .blend import BlendedModel, write_stage
 from .errors import UserError
 from .imageio import (
@@ -328,7 +329,9 @@ def inpaint_file(model: Inpainter, image: str | Path, mask, output: str | Path, 
     grey = is_greyscale(img)
     img = None
     try:
-        with atomic_output(output) as fh:
+        # a large image's allocator setting (gancodec.allocator): its bands of rows, made and freed
+        # as the crops move down, are not kept by a heap tuned to keep every freed block
+        with reuse_large_buffers(shape[0] * shape[1]), atomic_output(output) as fh:
             png = PngWriter(fh, shape[1], shape[0], 1 if grey else 3, **meta)
 
             def write(r0: int, band: np.ndarray) -> None:

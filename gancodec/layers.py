@@ -56,7 +56,11 @@ class GDN(nn.Module):
         beta = lower_bound(self.beta, self._beta_bound) ** 2 - self._pedestal
         gamma = lower_bound(self.gamma, self._gamma_bound) ** 2 - self._pedestal
         norm = F.conv2d(x * x, gamma.view(channels, channels, 1, 1), beta)
-        return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+        if torch.is_grad_enabled():
+            return x * torch.sqrt(norm) if self.inverse else x * torch.rsqrt(norm)
+        # inference: in place, the same values; a large tile's activation is tens of MB, and two
+        # more of them were the largest buffers of a large image's analysis (BENCHMARKS.md §8)
+        return (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(x)
 
 
 def conv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:

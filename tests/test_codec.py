@@ -409,6 +409,19 @@ def test_large_pngs_are_read_as_the_analysis_moves_down(tiny_codec, photo, monke
             tiny_codec.compress(str(path), quality=2)
 
 
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gdn_in_place_at_inference_gives_the_same_values(inverse):
+    """Without autograd GDN works in place (a large tile's analysis holds two activations fewer);
+    the values are those of the autograd path, bit for bit."""
+    from gancodec.layers import GDN
+
+    gdn = GDN(16, inverse=inverse)
+    x = torch.randn(2, 16, 33, 35)
+    with torch.no_grad():
+        fast = gdn(x)
+    assert torch.equal(fast, gdn(x).detach()) and not torch.equal(fast, x)
+
+
 def test_disk_tensor_gives_back_what_was_written():
     from gancodec.tiling import DiskTensor, run_tiled
 
