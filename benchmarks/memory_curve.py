@@ -35,7 +35,10 @@ def run(args: list[str], threads: int, pythonpath: str | None) -> tuple[float, f
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", CLI, *args, "--threads", str(threads)], env=env)
+    # `python -c` puts its working directory first on sys.path, ahead of PYTHONPATH: the other
+    # checkout is imported only if the command runs in it (the paths in ``args`` are absolute)
+    proc = subprocess.Popen([sys.executable, "-c", CLI, *args, "--threads", str(threads)], env=env,
+                            cwd=pythonpath or None)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - t
     return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
@@ -66,12 +69,12 @@ def main() -> None:
     p.add_argument("--label", default="current")
     p.add_argument("--format", choices=["png", "jpg"], default="png", help="the test photos' format")
     args = p.parse_args()
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     for spec in args.sizes:
         w, h = (int(v) for v in spec.split("x"))
         photo = work / f"photo-{w}x{h}.{args.format}"
-        make_photo(Path(args.image), (w, h), photo)
+        make_photo(Path(args.image).resolve(), (w, h), photo)
         stem = f"photo-{w}x{h}" + ("" if args.format == "png" else f"-{args.format}")
         gcz, decoded = work / f"{stem}.gcz", work / f"decoded-{w}x{h}.png"
         jobs = {
