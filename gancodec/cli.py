@@ -87,8 +87,9 @@ def _add_train(sub) -> None:
                    help="gan stage: start the discriminator from the --init run's (a gan-stage run)")
     c.add_argument("--blend-weight", type=float, default=0.0,
                    help="gan stage: weight of the term keeping --realism blends between the two decoders")
-    c.add_argument("--distortion-weight", type=float, default=1.0,
-                   help="gan stage: scale of the λ(q)·MSE term (HiFiC's k_M; lower: more texture, less PSNR)")
+    c.add_argument("--distortion-weight", type=float, nargs="+", default=[1.0], metavar="K",
+                   help="gan stage: scale of the λ(q)·MSE term (HiFiC's k_M; lower: more texture, less PSNR); "
+                        "two values: at the lowest and the highest quality, log-interpolated between")
     c.add_argument("--perceptual", type=float, default=0.0,
                    help="gan stage: weight of the VGG16 perceptual term (0: none; needs --perceptual-weights)")
     c.add_argument("--perceptual-weights", default=None,

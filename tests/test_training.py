@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -58,8 +59,12 @@ def test_codec_training_both_stages_resume_and_export(tmp_path, image_folder, ph
                  *multi_scale, *common]) == 0
     assert _log_steps(gan)[-1] == 3
     # a new gan run may start its discriminator from this one's (not from an rd run: it has none)
+    # ... with a distortion weight that rises from the lowest quality to the highest
     assert main(["train", "codec", "--stage", "gan", "--init", str(gan), "--init-disc", "--steps", "1",
-                 "--out", str(tmp_path / "gan2"), *multi_scale, *common]) == 0
+                 "--distortion-weight", "0.1", "1", "--out", str(tmp_path / "gan2"), *multi_scale, *common]) == 0
+    assert json.loads((tmp_path / "gan2" / "run.json").read_text())["distortion_weight"] == [0.1, 1.0]
+    assert main(["train", "codec", "--stage", "gan", "--init", str(gan), "--steps", "1", "--distortion-weight",
+                 "0", "--out", str(tmp_path / "gan4"), *common]) == 2
     assert main(["train", "codec", "--stage", "gan", "--init", str(rd), "--init-disc", "--steps", "1",
                  "--out", str(tmp_path / "gan3"), *common]) == 2
 
@@ -189,3 +194,14 @@ def test_resume_from_a_checkpoint_without_average_starts_the_ema_from_its_weight
     loaded = state["nets"]["codec"]
     for k, v in trainer.ema.state_dict().items():
         assert torch.equal(v, loaded[k]), k
+
+
+def test_distortion_weight_pair_is_interpolated_over_the_qualities():
+    from gancodec.training.codec_task import CodecGANTask, build_codec, lambda_for_quality
+
+    model = build_codec()
+    weights = CodecGANTask(model, distortion_weight=(0.1, 1.0)).distortion_weights
+    assert len(weights) == model.config.levels and weights[0] == pytest.approx(0.1) and weights[-1] == 1.0
+    mid = lambda_for_quality(weights, torch.tensor([1.0, 3.5, 6.0]))
+    assert mid[0] == pytest.approx(0.1) and mid[1] == pytest.approx(0.1**0.5) and mid[2] == pytest.approx(1.0)
+    assert CodecGANTask(build_codec(), distortion_weight=0.3).distortion_weights == [0.3] * model.config.levels

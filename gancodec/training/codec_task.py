@@ -5,8 +5,9 @@
         points between levels.
 ``gan`` the encoder, gains and entropy model are frozen (the bitstream is fixed); a copy of the
         MSE synthesis is fine-tuned as a generator against a conditional PatchGAN that sees the
-        quantised latent: loss = k_M·λ(q)·255²·MSE + k_P·perceptual + β·(adversarial + feature
-        matching) (k_M: ``--distortion-weight``, 1 by default), the perceptual term (HiFiC's LPIPS; here VGG16 features,
+        quantised latent: loss = k_M(q)·λ(q)·255²·MSE + k_P·perceptual + β·(adversarial +
+        feature matching), k_M (``--distortion-weight``) 1 by default or interpolated over q from
+        a pair, the perceptual term (HiFiC's LPIPS; here VGG16 features,
         :mod:`gancodec.gan.perceptual`) optional. The MSE synthesis is kept untouched, so one
         file decodes either way. With a blend weight, a realism r ~ U(0, 1) is drawn each step
         and the weight-blended synthesis (what ``--realism r`` decodes) is pulled towards the
@@ -129,7 +130,8 @@ class CodecGANTask(Task):
         self, model: HiFiCLite, lr: float = 1e-4, beta: float = 0.3, fm_weight: float = 10.0,
         gan_loss: str = "ns", r1_weight: float = 0.0, disc_width: int = 48,
         perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.0, disc_scales: int = 1,
-        disc_lr: float | None = None, blend_weight: float = 0.0, distortion_weight: float = 1.0,
+        disc_lr: float | None = None, blend_weight: float = 0.0,
+        distortion_weight: float | tuple[float, float] = 1.0,
     ):
         if model.g_s_gan is None:
             model.add_gan_decoder()
@@ -154,7 +156,14 @@ class CodecGANTask(Task):
         self.blend_weight = blend_weight
         # HiFiC's k_M: the encoder is frozen, so this scales only how hard the GAN decoder is held
         # to the pixels (1: the rate-distortion stage's λ(q)·MSE); lower trades PSNR for texture.
-        self.distortion_weight = distortion_weight
+        # A pair (lowest, highest quality) is interpolated log-linearly over the qualities: one
+        # weight for all let qualities 3-6 over-texture when it was low enough for 1-2.
+        lo, hi = (distortion_weight, distortion_weight) if isinstance(distortion_weight, (int, float)) \
+            else distortion_weight
+        if min(lo, hi) <= 0:
+            raise ValueError(f"distortion weights must be positive, got {distortion_weight}")
+        levels = model.config.levels
+        self.distortion_weights = [lo * (hi / lo) ** (i / (levels - 1)) for i in range(levels)]
 
     def networks(self):
         # "codec" is checkpointed whole; "generator" is its g_s_gan, the one network that learns.
@@ -194,7 +203,8 @@ class CodecGANTask(Task):
         g_adv = losses.per_scale(partial(losses.g_loss, self.gan_loss), fake_logits, real_logits)
         fm = losses.feature_matching([f[:n] for f in feats], [f[n:] for f in feats])
         mse = F.mse_loss(fake, batch, reduction="none").flatten(1).mean(1)
-        g_loss = self.distortion_weight * (lam * 255**2 * mse).mean() + self.beta * (g_adv + self.fm_weight * fm)
+        k_m = lambda_for_quality(self.distortion_weights, q)
+        g_loss = (k_m * lam * 255**2 * mse).mean() + self.beta * (g_adv + self.fm_weight * fm)
         metrics = {}
         if self.perceptual is not None:
             if self.perceptual.features.mean.device != batch.device:  # once: the trainer picks the device

@@ -120,7 +120,8 @@ def train_codec(args) -> Path:
         task = CodecGANTask(model, lr=args.lr, beta=args.beta, gan_loss=args.gan_loss, r1_weight=args.r1,
                             fm_weight=args.fm_weight, perceptual=perceptual, perceptual_weight=args.perceptual,
                             disc_scales=args.disc_scales, disc_width=args.disc_width, disc_lr=args.disc_lr,
-                            blend_weight=args.blend_weight, distortion_weight=args.distortion_weight)
+                            blend_weight=args.blend_weight,
+                            distortion_weight=_distortion_weight(args.distortion_weight))
         if args.init_disc and not resuming:
             _init_discriminator(task.disc, Path(args.init))
     _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec"}, data)
@@ -135,6 +136,12 @@ def train_codec(args) -> Path:
                if args.stage == "gan" else {}),
         }, indent=2))
     return out
+
+
+def _distortion_weight(values: list[float]) -> float | tuple[float, float]:
+    if len(values) not in (1, 2) or min(values) <= 0:
+        raise UserError("--distortion-weight takes one or two positive values (lowest and highest quality)")
+    return values[0] if len(values) == 1 else (values[0], values[1])
 
 
 def _init_discriminator(disc: torch.nn.Module, run: Path) -> None:
