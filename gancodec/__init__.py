@@ -147,6 +147,10 @@ def generate(n: int, digit: int | None = None, seed: int | None = None, model=No
     return gen.generate(n, digit=digit, seed=seed, truncation=truncation)
 
 
+def _inpainter(model):
+    return load_inpainter(model) if model is None or isinstance(model, str) else model
+
+
 def inpaint(image, mask, *, realism: float = 0.0, dilate: int = 0, model=None,
             allow_empty: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Fill the holes of an image (path, PIL image or uint8 array) where ``mask`` (a path, PIL
@@ -157,7 +161,7 @@ def inpaint(image, mask, *, realism: float = 0.0, dilate: int = 0, model=None,
     (None: no limit) is refused before it is decoded."""
     from .inpainting import inpaint_image
 
-    inpainter = load_inpainter(model) if model is None or isinstance(model, str) else model
+    inpainter = _inpainter(model)
     return inpaint_image(inpainter, image, mask, realism=realism, dilate_px=dilate, allow_empty=allow_empty,
                          max_pixels=max_pixels)
 
@@ -169,6 +173,6 @@ def inpaint_to_file(src, mask, dst, *, realism: float = 0.0, dilate: int = 0, mo
     ``.png`` written in rows, so only the mask is held whole (what ``gancodec inpaint`` does)."""
     from .inpainting import inpaint_file
 
-    inpainter = load_inpainter(model) if model is None or isinstance(model, str) else model
+    inpainter = _inpainter(model)
     inpaint_file(inpainter, src, mask, dst, realism=realism, dilate_px=dilate, allow_empty=allow_empty,
                  max_pixels=max_pixels)

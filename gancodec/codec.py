@@ -43,18 +43,16 @@ from .errors import CorruptFileError, ModelMismatchError, UserError
 from .imageio import (
     StreamedRGB,
     apply_orientation,
-    atomic_output,
     has_alpha,
     is_greyscale,
     open_image,
-    save_image,
+    row_writer,
     streamed_rgb,
     to_rgb_alpha,
 )
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite, blended_parameters
 from .models.integer import ExactSynthesis, IntegerContext, IntegerHyperSynthesis, upsampling_start
-from .pngstream import PngWriter
 from .tiling import DiskTensor, Sink, Source, progress_bar, run_tiled, run_tiled_two_stage, uint8_source
 from .zoo import REALISM_BLENDS, weights_hash
 
@@ -783,18 +781,13 @@ class Codec:
         """:meth:`decompress` into an image file (format from the suffix) with the file's ICC
         profile / EXIF attached, written atomically. A ``.png`` is streamed band by band
         (:mod:`gancodec.pngstream`): the decoded image never exists whole in memory."""
-        path = Path(path)
         how = {"decoder": decoder, "exact": exact, "max_pixels": max_pixels, "progress": progress, "realism": realism}
         container = Container.from_bytes(data)
-        if path.suffix.lower() != ".png":
-            save_image(path, self.decompress(data, **how), **read_metadata(container))
-            return
+        self._check_container(container, max_pixels)  # before an output of the declared size is made
         h = container.header
-        with atomic_output(path) as fh:
-            png = PngWriter(fh, h.width, h.height, (1 if h.mode.is_grey else 3) + h.mode.has_alpha,
-                            **read_metadata(container))
-            self.decompress_rows(container, lambda _, rows: png.write(rows), **how)
-            png.close()
+        channels = (1 if h.mode.is_grey else 3) + h.mode.has_alpha
+        with row_writer(path, h.width, h.height, channels, **read_metadata(container)) as write:
+            self.decompress_rows(container, write, **how)
 
     def decompress_rows(
         self, data: bytes | Container, write: Callable[[int, np.ndarray], None], decoder: str = "mse",

@@ -18,10 +18,9 @@ import torch
 from .allocator import reuse_large_buffers
 from .blend import BlendedModel, write_stage
 from .errors import UserError
-from .imageio import atomic_output, open_image, output_format, save_image, streamed_rgb, to_rgb_array
+from .imageio import open_image, output_format, row_writer, streamed_rgb, to_rgb_array
 from .limits import DEFAULT_MAX_PIXELS
 from .models.unet import TASKS
-from .pngstream import PngWriter
 from .tiling import BandSink, RowReader, run_tiled, run_tiled_two_stage, uint8_source
 from .training.enhance_task import EnhanceConfig
 
@@ -106,7 +105,6 @@ class Enhancer(BlendedModel):
         A large plain PNG, JPEG or TIFF is read in rows (:func:`~gancodec.imageio.streamed_rgb`)
         and a ``.png`` is written band by band, so neither image is ever whole in memory;
         other forms are decoded whole (and other formats encoded whole) by Pillow."""
-        output = Path(output)
         output_format(output)  # an unknown suffix is refused before the work, not after
         img = open_image(image, max_pixels, decode=False)
         icc = img.info.get("icc_profile") or None
@@ -114,15 +112,10 @@ class Enhancer(BlendedModel):
         try:
             source = rows if rows is not None else to_rgb_array(img)
             img = None  # Pillow's decoded copy, if it made one, can go now
-            if output.suffix.lower() != ".png":
-                save_image(output, self.run(source, **how), **({"icc_profile": icc} if icc else {}))
-                return
             scale = 1 if self.kind == "restore" else self.config.scale
             h, w = source.shape[:2]
-            with atomic_output(output) as fh:
-                png = PngWriter(fh, scale * w, scale * h, 3, icc_profile=icc)
-                self.run(source, write=lambda _, band: png.write(band), **how)
-                png.close()
+            with row_writer(output, scale * w, scale * h, 3, **({"icc_profile": icc} if icc else {})) as write:
+                self.run(source, write=write, **how)
         finally:
             if rows is not None:
                 rows.close()

@@ -16,7 +16,7 @@ import re
 import struct
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -379,6 +379,33 @@ def output_format(path: str | Path) -> str:
     return fmt
 
 
+@contextlib.contextmanager
+def row_writer(path: str | Path, width: int, height: int, channels: int, format: str | None = None,
+               **params) -> Iterator[Callable[[int, np.ndarray], None]]:
+    """An image file made from bands of whole rows: the block calls ``write(first_row, rows)``
+    (uint8 (n, width) or (n, width, channels)) top to bottom; the file is written atomically, and
+    only if the block succeeds. A PNG is deflated as the rows come (:class:`PngWriter`: the image
+    is never whole in memory); other formats are gathered into one array and encoded by Pillow
+    at the end. Format from the suffix unless given; ``params`` as for :func:`save_image`."""
+    path = Path(path)
+    fmt = format or output_format(path)
+    if fmt == "PNG" and set(params) <= {"icc_profile", "exif"}:
+        from .pngstream import PngWriter
+
+        with atomic_output(path) as fh:
+            png = PngWriter(fh, width, height, channels, **params)
+            yield lambda _, rows: png.write(rows)
+            png.close()
+        return
+    out = np.empty((height, width, channels), dtype=np.uint8)
+
+    def write(r0: int, rows: np.ndarray) -> None:
+        out[r0 : r0 + len(rows)] = rows.reshape(len(rows), width, channels)
+
+    yield write
+    _save_with_pillow(path, out[..., 0] if channels == 1 else out, fmt, params)
+
+
 def save_image(path: str | Path, array: np.ndarray, format: str | None = None, **params) -> None:
     """Save a uint8 (H, W), (H, W, 3) or (H, W, 4) array; format inferred from the suffix."""
     path = Path(path)
@@ -386,15 +413,15 @@ def save_image(path: str | Path, array: np.ndarray, format: str | None = None, *
     if fmt == "PNG" and _streams_as_png(array) and set(params) <= {"icc_profile", "exif"}:
         # our streaming writer: rows are deflated from the array as they come, where Pillow
         # would first copy the whole image (4 bytes a pixel for RGB) beside the caller's array
-        from .pngstream import PngWriter
-
         h, w = array.shape[:2]
-        with atomic_output(path) as fh:
-            png = PngWriter(fh, w, h, 1 if array.ndim == 2 else array.shape[2], **params)
+        with row_writer(path, w, h, 1 if array.ndim == 2 else array.shape[2], fmt, **params) as write:
             for r0 in range(0, h, _PNG_BAND_ROWS):
-                png.write(array[r0 : r0 + _PNG_BAND_ROWS])
-            png.close()
+                write(r0, array[r0 : r0 + _PNG_BAND_ROWS])
         return
+    _save_with_pillow(path, array, fmt, params)
+
+
+def _save_with_pillow(path: Path, array: np.ndarray, fmt: str, params: dict) -> None:
     img = Image.fromarray(array)
     if fmt == "JPEG" and img.mode == "RGBA":
         raise UserError("JPEG cannot store transparency: write a .png instead")

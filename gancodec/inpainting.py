@@ -35,18 +35,9 @@ from scipy import ndimage
 from .allocator import reuse_large_buffers
 from .blend import BlendedModel, write_stage
 from .errors import UserError
-from .imageio import (
-    atomic_output,
-    has_alpha,
-    is_greyscale,
-    open_image,
-    output_format,
-    save_image,
-    streamed_rgb,
-)
+from .imageio import has_alpha, is_greyscale, open_image, output_format, row_writer, save_image, streamed_rgb
 from .limits import DEFAULT_MAX_PIXELS
 from .models.inpaint import InpaintConfig
-from .pngstream import PngWriter
 from .tiling import RowReader
 
 KIND = "inpaint"
@@ -275,7 +266,7 @@ class Inpainter(BlendedModel):
         h, w = rows.shape[:2]
         if hole.shape != (h, w):
             raise UserError(f"mask is {hole.shape[1]}×{hole.shape[0]} but the image is {w}×{h}")
-        plan = sorted(crop_plan(hole, self.margin, self.margin_ratio)) if self._check_hole(hole, allow_empty) else []
+        plan = crop_plan(hole, self.margin, self.margin_ratio) if self._check_hole(hole, allow_empty) else []
         held = np.empty((0, w, 3), dtype=np.uint8)  # rows start:start + len(held), writable
         start = 0
 
@@ -309,8 +300,9 @@ def inpaint_file(model: Inpainter, image: str | Path, mask, output: str | Path, 
                  mask_image: Callable[[tuple[int, int]], np.ndarray] | None = None) -> None:
     """:func:`inpaint_image` from an image file to an image file (format from the suffix), written
     atomically, with the input's ICC profile attached. A plain PNG or a large JPEG or TIFF
-    without alpha is read in rows (:func:`~gancodec.imageio.streamed_rgb`) and, into a ``.png``,
-    written in rows (:meth:`Inpainter.run_rows`): only the mask is held whole (1 byte a pixel).
+    without alpha is read in rows (:func:`~gancodec.imageio.streamed_rgb`, crops in order of
+    their top row: :meth:`Inpainter.run_rows`) and, into a ``.png``, written in rows
+    (:func:`~gancodec.imageio.row_writer`): only the mask is held whole (1 byte a pixel).
     ``mask_image``, if given, makes the mask from the image's (H, W) instead of ``mask``."""
     output = Path(output)
     output_format(output)  # an unknown suffix is refused before the work, not after
@@ -320,9 +312,7 @@ def inpaint_file(model: Inpainter, image: str | Path, mask, output: str | Path, 
     shape = (img.height, img.width)
     hole = dilate(mask_image(shape) if mask_image else to_mask(mask, shape, max_pixels), dilate_px)
     rows = streamed_rgb(img)
-    if rows is None or output.suffix.lower() != ".png":
-        if rows is not None:
-            rows.close()
+    if rows is None:
         save_image(output, inpaint_image(model, img, hole, realism=realism, allow_empty=allow_empty,
                                          max_pixels=max_pixels), **meta)
         return
@@ -331,14 +321,13 @@ def inpaint_file(model: Inpainter, image: str | Path, mask, output: str | Path, 
     try:
         # a large image's allocator setting (gancodec.allocator): its bands of rows, made and freed
         # as the crops move down, are not kept by a heap tuned to keep every freed block
-        with reuse_large_buffers(shape[0] * shape[1]), atomic_output(output) as fh:
-            png = PngWriter(fh, shape[1], shape[0], 1 if grey else 3, **meta)
+        with reuse_large_buffers(shape[0] * shape[1]), row_writer(output, shape[1], shape[0], 1 if grey else 3,
+                                                                   **meta) as write_file:
 
             def write(r0: int, band: np.ndarray) -> None:
-                png.write(_grey_fill(band, hole[r0 : r0 + len(band)]) if grey else band)
+                write_file(r0, _grey_fill(band, hole[r0 : r0 + len(band)]) if grey else band)
 
             model.run_rows(rows, hole, write, realism=realism, allow_empty=allow_empty)
-            png.close()
     finally:
         rows.close()
 
