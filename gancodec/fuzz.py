@@ -46,8 +46,11 @@ DEFAULT_MAX_PIXELS = 128 * 128  # for the fuzz: every accepted header decodes in
 DEFAULT_CASE_SECONDS = 20.0  # of CPU time
 
 
-class CaseTimeout(Exception):
-    """A case ran past its time bound (raised from a timer signal)."""
+class CaseTimeout(BaseException):
+    """A case ran past its time bound (raised from a timer signal). A ``BaseException``, like
+    ``KeyboardInterrupt``: the timer fires wherever the case happens to be, and a handler there
+    that maps ``Exception`` to our refusal (the entropy decoder's, Pillow's) must not turn a
+    hang into a "refused"."""
 
 
 # -- models and corpus ----------------------------------------------------------------------------
@@ -351,6 +354,8 @@ def run_case(codec, data: bytes, max_pixels: int | None, decoder: str = "mse",
         if out.shape[:2] != (h.height, h.width) or out.dtype != np.uint8:
             return "bug:WrongShape"
         return "decoded"
+    except CaseTimeout:
+        return "bug:CaseTimeout"
     except Exception as exc:  # noqa: BLE001 - classifying every other exception is the point
         return f"bug:{type(exc).__name__}"
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from gancodec.bitstream import Container
-from gancodec.errors import CorruptFileError
+from gancodec.errors import CorruptFileError, UserError
 from gancodec.fuzz import fuzz, mutate, run_case, seed_corpus
 
 
@@ -56,3 +56,18 @@ def test_a_case_past_its_time_bound_is_reported(tiny_codec):
     """The hang detector itself: a bound far too small turns a normal decode into a report."""
     data = seed_corpus(tiny_codec)[6]
     assert run_case(tiny_codec, data, max_pixels=None, case_seconds=0.001) == "bug:CaseTimeout"
+
+
+def test_a_timeout_inside_a_handler_of_every_exception_is_still_a_timeout(tiny_codec, monkeypatch):
+    """The timer fires wherever the case is: in a handler that maps any ``Exception`` to our
+    refusal (as the entropy decoder's does around constriction), it must still be a timeout."""
+    def spins_under_a_broad_handler(*args, **kwargs):
+        try:
+            while True:
+                pass
+        except Exception:  # noqa: BLE001 - the kind of handler the timer must get past
+            raise UserError("refused") from None
+
+    monkeypatch.setattr(tiny_codec, "decompress", spins_under_a_broad_handler)
+    data = seed_corpus(tiny_codec)[1]
+    assert run_case(tiny_codec, data, max_pixels=None, case_seconds=0.05) == "bug:CaseTimeout"
