@@ -3,11 +3,12 @@ shows memory is bounded by the tile, not the image.
 
     python benchmarks/memory_curve.py [--sizes 4000x3000 8000x6000 12000x9000] [--threads 2]
         [--image ../shared/data/kodak/kodim23.png] [--work DIR]
-        [--commands compress decompress restore upscale inpaint] [--format png|jpg]
+        [--commands compress decompress restore upscale inpaint] [--format png|jpg|png16|tif16]
 
 Each size gets a test photo: ``--image`` resized (Lanczos) to that size and saved as PNG (or
-with ``--format jpg`` as a quality-90 JPEG), so the content, and with it the rate, is that of a
-photo. Every command then runs in a fresh process, as a user runs it (``--max-pixels 0`` lifts
+with ``--format jpg`` as a quality-90 JPEG, with ``png16`` / ``tif16`` as a 16-bit RGB PNG /
+deflated TIFF, a raw converter's export, written by libvips), so the content, and with it the
+rate, is that of a photo. Every command then runs in a fresh process, as a user runs it (``--max-pixels 0`` lifts
 the size limit, no progress bar), and its peak RSS is read from the kernel's accounting of
 that child (``wait4``). ``restore`` runs on each size; ``upscale`` (×4) on an input of 1/16 of
 each size, so its output has that size; ``inpaint`` removes a box of 1/16 of each side from the
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 CLI = "import sys; from gancodec.cli import main; sys.exit(main())"
+_SUFFIX = {"png": ".png", "jpg": ".jpg", "png16": "-16.png", "tif16": "-16.tif"}  # of the test photos
 
 
 def run(args: list[str], threads: int, pythonpath: str | None) -> tuple[float, float, int]:
@@ -53,6 +55,16 @@ def make_photo(src: Path, size: tuple[int, int], dst: Path) -> None:
             photo = im.convert("RGB").resize(size, Image.LANCZOS)
             if dst.suffix == ".jpg":
                 photo.save(dst, quality=90)  # a camera's JPEG: 4:2:0, quality 90
+            elif dst.stem.endswith("-16"):  # Pillow writes no 16-bit RGB
+                import numpy as np
+                import pyvips
+
+                deep = np.asarray(photo).astype(np.uint16) * 257
+                image = pyvips.Image.new_from_array(deep, interpretation="rgb16")
+                if dst.suffix == ".png":
+                    image.pngsave(str(dst), compression=1)
+                else:
+                    image.tiffsave(str(dst), compression="deflate")
             else:
                 photo.save(dst, compress_level=1)
 
@@ -67,13 +79,13 @@ def main() -> None:
                    choices=["compress", "decompress", "restore", "upscale", "inpaint"])
     p.add_argument("--pythonpath", default=None, help="PYTHONPATH for the commands (another checkout)")
     p.add_argument("--label", default="current")
-    p.add_argument("--format", choices=["png", "jpg"], default="png", help="the test photos' format")
+    p.add_argument("--format", choices=["png", "jpg", "png16", "tif16"], default="png", help="the test photos' format")
     args = p.parse_args()
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     for spec in args.sizes:
         w, h = (int(v) for v in spec.split("x"))
-        photo = work / f"photo-{w}x{h}.{args.format}"
+        photo = work / f"photo-{w}x{h}{_SUFFIX[args.format]}"
         make_photo(Path(args.image).resolve(), (w, h), photo)
         stem = f"photo-{w}x{h}" + ("" if args.format == "png" else f"-{args.format}")
         gcz, decoded = work / f"{stem}.gcz", work / f"decoded-{w}x{h}.png"

@@ -25,7 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import UserError
 from .limits import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels, resolve
 from .pngstream import PngError, PngLayout, read_bands, read_layout
-from .vipsstream import StreamError, open_rows, streamable
+from .vipsstream import SIXTEEN_BIT_MODES, SIXTEEN_BIT_TO_8, StreamError, open_rows, streamable
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 ORIENTATION_TAG = 0x0112
@@ -102,26 +102,35 @@ def _orientation(exif: bytes | None) -> int:
         return 1
 
 
-def _upright_png_layout(img: Image.Image) -> PngLayout | None:
-    """The layout of an undecoded PNG that :func:`to_rgb_alpha` can stream (plain 8-bit, not
-    interlaced, upright), else None. Its EXIF block is put in ``info`` even when the file has it
-    after the image data (where Pillow finds it only while decoding the whole image)."""
+def _png_layout(img: Image.Image) -> PngLayout | None:
+    """The layout of an undecoded PNG from its chunks, else None. Its EXIF block is put in
+    ``info`` even when the file has it after the image data (where Pillow finds it only while
+    decoding the whole image, which is what its ``getexif`` would do)."""
     if not _is_undecoded_png(img):
         return None
     layout = read_layout(img.filename)
-    if layout is None or not layout.streamable or (layout.width, layout.height) != img.size:
-        return None
-    if _orientation(layout.exif) in range(2, 9):
+    if layout is None or (layout.width, layout.height) != img.size:
         return None
     if layout.exif is not None:
         img.info.setdefault("exif", layout.exif)
     return layout
 
 
+def _upright_png_layout(img: Image.Image) -> PngLayout | None:
+    """The layout of an undecoded PNG that :func:`to_rgb_alpha` can stream (plain 8-bit, not
+    interlaced, upright), else None."""
+    layout = _png_layout(img)
+    if layout is None or not layout.streamable or _orientation(layout.exif) in range(2, 9):
+        return None
+    return layout
+
+
 def _vips_streamable(img: Image.Image) -> bool:
-    """An undecoded large JPEG or TIFF that needs no rotation, which libvips can read in rows."""
+    """An undecoded large JPEG, TIFF or 16-bit PNG that needs no rotation, which libvips can read in rows."""
     if not streamable(img):
         return False
+    if img.format == "PNG":  # streamable() has read its layout
+        return _orientation(read_layout(img.filename).exif) not in range(2, 9)
     try:
         return img.getexif().get(ORIENTATION_TAG, 1) not in range(2, 9)  # as apply_orientation reads it
     except Exception:  # noqa: BLE001 - a damaged EXIF block leaves the pixels as stored
@@ -132,7 +141,8 @@ def apply_orientation(img: Image.Image) -> Image.Image:
     """The image as it is meant to be seen: EXIF orientation 2..8 applied to the pixels, and
     the orientation in the kept EXIF reset to 1 so nothing downstream rotates it twice."""
     try:  # Pillow would decode a PNG whole to look for an EXIF block after its image data
-        if _upright_png_layout(img) is not None:
+        layout = _png_layout(img)
+        if layout is not None and _orientation(layout.exif) not in range(2, 9):
             return img
     except (OSError, PngError):
         pass
@@ -180,10 +190,22 @@ def has_alpha(img: Image.Image) -> bool:
 
 
 def is_greyscale(img: Image.Image) -> bool:
-    return img.mode in ("1", "L", "LA", "I", "I;16", "F")
+    return img.mode in ("1", "L", "LA", "I", "F", *SIXTEEN_BIT_MODES)
 
 
 _BAND_BYTES = 1 << 24  # pixels converted per band: ~16 MB of RGB
+
+
+def _to_8_bit(img: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float greyscale image as mode L. 16-bit modes are scaled from
+    their full range (:data:`~gancodec.vipsstream.SIXTEEN_BIT_TO_8`, as the rows libvips
+    streams are); 32-bit and float ones, whose range the mode does not say, from 65535 when a
+    value is above 255, else as they are."""
+    if img.mode in SIXTEEN_BIT_MODES:
+        return Image.fromarray(SIXTEEN_BIT_TO_8[np.asarray(img).astype(np.uint16, copy=False)])
+    arr = np.asarray(img, dtype=np.float64)
+    peak = 65535.0 if arr.max() > 255 else 255.0
+    return Image.fromarray(np.clip(arr / peak * 255 + 0.5, 0, 255).astype(np.uint8))
 
 
 def to_rgb_array(img: Image.Image, writable: bool = True) -> np.ndarray:
@@ -201,10 +223,8 @@ def to_rgb_alpha(img: Image.Image, alpha: bool) -> tuple[np.ndarray, np.ndarray 
     image goes through ``tobytes``, which holds the pixels twice beside Pillow's own 4 bytes a
     pixel, and a mode conversion makes a whole converted image first (10 bytes a pixel or more:
     a GB for a 108 MP photo); in bands the peak is Pillow's image plus the arrays."""
-    if img.mode in ("I", "I;16", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / peak * 255 + 0.5, 0, 255).astype(np.uint8))
+    if img.mode in ("I", "F") or (img.mode in SIXTEEN_BIT_MODES and not _vips_streamable(img)):
+        img = _to_8_bit(img)
     w, h = img.size
     rgb = np.empty((h, w, 3), dtype=np.uint8)
     a = np.empty((h, w), dtype=np.uint8) if alpha else None

@@ -1,4 +1,4 @@
-"""Large JPEGs and TIFFs read top to bottom in bands of rows, never whole, through libvips (pyvips).
+"""Large JPEGs, TIFFs and 16-bit PNGs read top to bottom in bands of rows, never whole, through libvips (pyvips).
 
 Pillow decodes a JPEG or TIFF whole (4 bytes a pixel for RGB) before a single row can be copied
 out, and has no scanline interface. libvips' loaders in sequential mode decode rows as they are
@@ -7,8 +7,13 @@ pixels are libjpeg-turbo's / libtiff's with the same settings as Pillow's (tests
 4:4:4, 4:2:0, greyscale and progressive JPEGs, and raw, LZW, deflate and JPEG-compressed TIFFs),
 and a truncated file is refused as Pillow refuses it.
 
+16-bit RGB TIFFs and PNGs (a raw converter's or a scanner's export) come out as Pillow reads them,
+the high byte of each sample; 16-bit greyscale ones, which Pillow keeps in 16 bits, are scaled
+to 8 bits from their full range (:data:`SIXTEEN_BIT_TO_8`), as :mod:`gancodec.imageio` scales
+Pillow's. (8-bit PNGs have a reader of our own, :mod:`gancodec.pngstream`.)
+
 Only images above :data:`STREAM_PIXELS` are read this way (below it Pillow's copy is small and
-loading libvips is not worth it), only upright 8-bit RGB or greyscale ones (the caller applies
+loading libvips is not worth it), only upright RGB or greyscale ones (the caller applies
 EXIF orientation, which would need the whole image), and only when pyvips and its library load:
 otherwise :func:`open_rows` gives None and the caller decodes with Pillow, as before.
 """
@@ -22,9 +27,15 @@ from types import ModuleType
 import numpy as np
 from PIL import Image
 
+from .pngstream import PngError, read_layout
+
 STREAM_PIXELS = 8_000_000
-_FORMATS = ("JPEG", "MPO", "TIFF")  # MPO: a phone's JPEG with extra pictures; its first is the photo
-_BANDS = {"RGB": 3, "L": 1}
+_FORMATS = ("JPEG", "MPO", "TIFF", "PNG")  # MPO: a phone's JPEG with extra pictures; its first is the photo
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L")  # Pillow's modes of 16-bit greyscale
+_BANDS = {"RGB": 3, "L": 1, **dict.fromkeys(SIXTEEN_BIT_MODES, 1)}
+# 16-bit greyscale to 8 bits, rounded: v / 65535 · 255 (a table: the float64 form of a 108 MP
+# image alone would be 860 MB)
+SIXTEEN_BIT_TO_8 = np.clip(np.arange(65536) / 65535.0 * 255 + 0.5, 0, 255).astype(np.uint8)
 _JPEG_ALIGN = 64  # rows; a multiple of every JPEG strip height (8 · vertical sampling, at most 32)
 _TIFF_ROWS_PER_STRIP, _TIFF_TILE_LENGTH = 278, 323
 
@@ -46,12 +57,24 @@ def _pyvips() -> ModuleType | None:
 
 
 def streamable(img: Image.Image) -> bool:
-    """Whether ``img`` is an undecoded large JPEG or TIFF that :func:`open_rows` can read in rows (the
-    caller has checked that it needs no rotation). Reads nothing but Pillow's header."""
+    """Whether ``img`` is an undecoded large JPEG, TIFF or 16-bit PNG that :func:`open_rows` can
+    read in rows (the caller checks that it needs no rotation). Reads nothing but Pillow's
+    header, and a PNG's chunk headers."""
     w, h = img.size
     return (img.format in _FORMATS and img.mode in _BANDS and w * h > STREAM_PIXELS
             and bool(getattr(img, "tile", None)) and bool(getattr(img, "filename", ""))
+            and (img.format != "PNG" or _sixteen_bit_png(img.filename))
             and _pyvips() is not None)
+
+
+def _sixteen_bit_png(filename: str) -> bool:
+    """A non-interlaced 16-bit RGB or greyscale PNG: libvips (libspng) decodes it row by row.
+    An interlaced one it would decode whole; 8-bit ones :mod:`gancodec.pngstream` reads."""
+    try:
+        layout = read_layout(filename)
+    except (OSError, PngError):
+        return False  # the whole-image reader says what is wrong with it
+    return layout is not None and layout.bit_depth == 16 and layout.interlace == 0 and layout.colour_type in (0, 2)
 
 
 def _alignment(img: Image.Image) -> int:
@@ -76,12 +99,14 @@ class VipsRows:
         self.filename = filename
         self.shape = (image.height, image.width, image.bands)
         self._align = align
+        self._sample = np.uint16 if image.format == "ushort" else np.uint8
 
     def bands(self, band_bytes: int) -> Iterator[np.ndarray]:
         """The image as uint8 (rows, W, 1 | 3) arrays of about ``band_bytes`` each, top to bottom."""
         h, w, c = self.shape
         align = self._align  # bands start on the file's strips (see _alignment)
-        rows = max(align, band_bytes // (w * c) // align * align)
+        size = np.dtype(self._sample).itemsize
+        rows = max(align, band_bytes // (w * c * size) // align * align)
         pyvips = _pyvips()
         for r0 in range(0, h, rows):
             n = min(rows, h - r0)
@@ -90,9 +115,15 @@ class VipsRows:
             except pyvips.Error as exc:
                 detail = (exc.detail or exc.message or "").strip().splitlines()
                 raise StreamError(detail[0] if detail else "damaged or truncated image data") from None
-            if len(data) != n * w * c:
+            if len(data) != n * w * c * size:
                 raise StreamError(f"{r0} of {h} rows")
-            yield np.frombuffer(data, dtype=np.uint8).reshape(n, w, c)
+            band = np.frombuffer(data, dtype=self._sample).reshape(n, w, c)
+            if size == 1:
+                yield band
+            elif c == 1:
+                yield SIXTEEN_BIT_TO_8[band]
+            else:
+                yield (band >> 8).astype(np.uint8)  # Pillow's RGB of a 16-bit file
 
     def pillow_bands(self, band_bytes: int) -> Iterator[Image.Image]:
         """:meth:`bands` as Pillow images (mode L or RGB)."""
@@ -118,6 +149,10 @@ def open_rows(img: Image.Image) -> VipsRows | None:
         image = pyvips.Image.new_from_file(str(img.filename), access="sequential", fail_on="truncated")
     except pyvips.Error:
         return None
-    if (image.width, image.height) != img.size or image.format != "uchar" or image.bands != _BANDS[img.mode]:
+    if img.mode in SIXTEEN_BIT_MODES or img.format == "PNG":
+        sample = ("ushort",)
+    else:  # Pillow opens a 16-bit RGB TIFF as RGB too
+        sample = ("uchar", "ushort") if img.format == "TIFF" and img.mode == "RGB" else ("uchar",)
+    if (image.width, image.height) != img.size or image.format not in sample or image.bands != _BANDS[img.mode]:
         return None
     return VipsRows(image, str(img.filename), _alignment(img))

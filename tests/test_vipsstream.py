@@ -130,3 +130,56 @@ def test_tiled_tiff_bands_start_on_its_tiles(photo, tmp_path, small_threshold, m
     got = np.concatenate([rows.rows(r, min(r + 8, h)) for r in range(0, h, 8)])
     assert np.array_equal(got, np.asarray(Image.open(path).convert("RGB")))
     assert np.array_equal(load_rgb_array(path, None), photo)
+
+
+def _sixteen_bit(photo: np.ndarray, path, grey: bool) -> np.ndarray:
+    """``photo`` widened to 16 bits with low bytes of its own (a raw converter's export) and saved
+    at ``path``; returns the 16-bit samples."""
+    deep = photo.astype(np.uint16) * 256 + photo[::-1]
+    if grey:
+        deep = deep[..., 1]
+        Image.fromarray(deep).save(path)  # mode I;16
+    else:
+        vipsstream._pyvips().Image.new_from_array(deep, interpretation="rgb16").write_to_file(str(path))
+    return deep
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("grey", [False, True])
+def test_sixteen_bit_files_stream_as_pillow_reads_them(photo, tmp_path, small_threshold, suffix, grey):
+    """16-bit RGB (Pillow keeps the high byte) and greyscale (scaled from the full 16-bit range)
+    PNGs and TIFFs: the streamed rows equal the decoded image's."""
+    path = tmp_path / f"deep{suffix}"
+    deep = _sixteen_bit(photo, path, grey)
+    decoded = gancodec.imageio.to_rgb_array(open_image(path, None, decode=True))
+    expected = np.rint(deep / 65535 * 255).astype(np.uint8) if grey else (deep >> 8).astype(np.uint8)
+    assert np.array_equal(decoded[..., 0], expected if grey else expected[..., 0])
+    img = open_image(path, None, decode=False)
+    assert img.tile, "a large 16-bit file is left undecoded for the row reader"
+    assert np.array_equal(gancodec.imageio.to_rgb_array(img), decoded)
+    rows = streamed_rgb(open_image(path, None, decode=False))
+    assert rows is not None
+    h = decoded.shape[0]
+    assert np.array_equal(np.concatenate([rows.rows(r, min(r + 37, h)) for r in range(0, h, 37)]), decoded)
+
+
+def test_a_dark_sixteen_bit_grey_image_stays_dark(tmp_path):
+    """A 16-bit greyscale image is scaled from 65535 whatever its content: one whose values are
+    all below 256 is nearly black, not read as if it were 8-bit."""
+    Image.fromarray(np.full((20, 30), 200, np.uint16)).save(tmp_path / "dark.png")
+    assert load_rgb_array(tmp_path / "dark.png", None).max() == 1  # 200 / 65535 · 255 = 0.78
+
+
+def test_a_rotated_sixteen_bit_png_is_decoded_and_turned(photo, tmp_path, small_threshold):
+    """EXIF orientation 6 in a 16-bit PNG: Pillow decodes it and turns it upright, as any rotated file."""
+    path = tmp_path / "rotated.png"
+    deep = photo[:, :200].astype(np.uint16) * 257
+    vipsstream._pyvips().Image.new_from_array(deep, interpretation="rgb16").pngsave(str(path), keep="none")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = path.read_bytes()
+    after_ihdr = 8 + 25
+    path.write_bytes(data[:after_ihdr] + gancodec.pngstream._chunk(b"eXIf", exif.tobytes()[6:]) + data[after_ihdr:])
+    upright = open_image(path, None, decode=False)
+    assert not getattr(upright, "tile", None) and upright.size == (deep.shape[0], deep.shape[1])
+    assert np.array_equal(gancodec.imageio.to_rgb_array(upright), np.rot90((deep >> 8).astype(np.uint8), -1))
