@@ -110,8 +110,9 @@ def prepare_image(
     """Accept a path, a PIL image or a uint8 array (H, W), (H, W, 1|2|3|4). Images are made
     upright (EXIF orientation); their ICC profile is kept, and with ``keep_metadata`` their
     EXIF too. Anything above ``max_pixels`` (None: no limit) is refused. With ``stream``, a
-    plain PNG file without alpha, or a large JPEG, is not read here: its rows are read as they
-    are analysed (:class:`~gancodec.imageio.StreamedRGB`)."""
+    plain PNG file without alpha, or a large JPEG, TIFF or 16-bit PNG (turned upright as it is
+    read), is not read here: its rows are read as they are analysed
+    (:class:`~gancodec.imageio.StreamedRGB`)."""
     icc = exif = None
     if isinstance(image, (str, Path)):
         image = open_image(image, max_pixels, decode=False)  # a plain PNG streams below

@@ -25,10 +25,23 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import UserError
 from .limits import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels, resolve
 from .pngstream import PngError, PngLayout, read_bands, read_layout
-from .vipsstream import SIXTEEN_BIT_MODES, SIXTEEN_BIT_TO_8, StreamError, open_rows, streamable
+from .vipsstream import (
+    SIXTEEN_BIT_MODES,
+    SIXTEEN_BIT_TO_8,
+    TRANSPOSING,
+    StreamError,
+    open_rows,
+    stored_size,
+    streamable,
+)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 ORIENTATION_TAG = 0x0112
+_TURN = "gancodec.turn"  # info of an undecoded file turned as its rows are read: its EXIF orientation
+_CAN_TURN = hasattr(os, "pwrite") and hasattr(os, "preadv")  # the temporary file is written and read in place
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}  # Pillow's exif_transpose
 
 
 def _let_pillow_open(max_pixels: int | None) -> None:
@@ -49,9 +62,11 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, de
     """Open and decode an image file, upright (EXIF orientation applied). A file declaring more
     than ``max_pixels`` pixels is refused from its header, before its pixels are decoded.
 
-    ``decode=False`` leaves a plain 8-bit PNG, or a large JPEG or TIFF (:mod:`gancodec.vipsstream`),
-    that needs no rotation undecoded, for :func:`to_rgb_array` / :func:`to_rgb_alpha` to stream
-    band by band (never the whole image in Pillow's 4 bytes a pixel); other files are decoded as
+    ``decode=False`` leaves an upright plain 8-bit PNG, or a large JPEG, TIFF or 16-bit PNG
+    (:mod:`gancodec.vipsstream`), undecoded, for :func:`to_rgb_array` / :func:`to_rgb_alpha` /
+    :func:`streamed_rgb` to stream band by band (never the whole image in Pillow's 4 bytes a
+    pixel). A large one stored turned is turned upright as it is read; until then its ``size`` is
+    the stored one (:func:`upright_size` gives the upright one). Other files are decoded as
     with ``decode=True``. A PNG's chunks are checked either way (a damaged file is refused here,
     its pixel data as it is read)."""
     path = Path(path)
@@ -65,7 +80,7 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, de
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides
             img = Image.open(path)
         check_pixels(*img.size, max_pixels, what=f"image {path}")  # header only so far
-        if decode or (_upright_png_layout(img) is None and not _vips_streamable(img)):
+        if decode or not _left_for_rows(img):
             img.load()
             img = apply_orientation(img)
     except ImageTooLargeError:
@@ -125,21 +140,70 @@ def _upright_png_layout(img: Image.Image) -> PngLayout | None:
     return layout
 
 
-def _vips_streamable(img: Image.Image) -> bool:
-    """An undecoded large JPEG, TIFF or 16-bit PNG that needs no rotation, which libvips can read in rows."""
+def _vips_turn(img: Image.Image) -> int | None:
+    """For an undecoded large JPEG, TIFF or 16-bit PNG that libvips reads in rows, the EXIF
+    orientation its rows are turned by as they are read (1: upright already); None for any
+    other image, and for a turned one where the temporary file that turning needs cannot be
+    written and read in place (no ``pwrite`` / ``preadv``)."""
     if not streamable(img):
-        return False
+        return None
+    if _TURN in img.info:
+        return img.info[_TURN]
     if img.format == "PNG":  # streamable() has read its layout
-        return _orientation(read_layout(img.filename).exif) not in range(2, 9)
-    try:
-        return img.getexif().get(ORIENTATION_TAG, 1) not in range(2, 9)  # as apply_orientation reads it
-    except Exception:  # noqa: BLE001 - a damaged EXIF block leaves the pixels as stored
+        orientation = _orientation(read_layout(img.filename).exif)
+    else:
+        try:
+            orientation = img.getexif().get(ORIENTATION_TAG, 1)  # as apply_orientation reads it
+        except Exception:  # noqa: BLE001 - a damaged EXIF block leaves the pixels as stored
+            orientation = 1
+    if orientation not in range(2, 9):
+        return 1
+    return orientation if _CAN_TURN else None
+
+
+def _left_for_rows(img: Image.Image) -> bool:
+    """Whether an undecoded image is left for its rows to be read as they are needed: a plain
+    PNG, or a large file libvips reads. A turned one is marked to be turned as it is read, and
+    the orientation in the EXIF it carries is reset now (what apply_orientation does for an
+    image it turns)."""
+    if _upright_png_layout(img) is not None:
         return True
+    turn = _vips_turn(img)
+    if turn is None:
+        return False
+    if turn != 1 and _TURN not in img.info:
+        img.info[_TURN] = turn
+        raw = img.info.pop("exif", None)
+        patched = reset_orientation(raw) if isinstance(raw, bytes) else None
+        if patched is not None:
+            img.info["exif"] = patched
+    return True
+
+
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of ``img`` as it is seen: an undecoded file left to be turned as its rows
+    are read (``open_image(..., decode=False)``) has its stored size until then."""
+    turn = img.info.get(_TURN)
+    if turn is None or not getattr(img, "tile", None):
+        return img.size
+    w, h = stored_size(img)
+    return (h, w) if turn in TRANSPOSING else (w, h)
 
 
 def apply_orientation(img: Image.Image) -> Image.Image:
     """The image as it is meant to be seen: EXIF orientation 2..8 applied to the pixels, and
-    the orientation in the kept EXIF reset to 1 so nothing downstream rotates it twice."""
+    the orientation in the kept EXIF reset to 1 so nothing downstream rotates it twice. A large
+    file left undecoded to be turned as its rows are read (:func:`open_image`) is left so."""
+    turn = img.info.get(_TURN)
+    if turn is not None:
+        if getattr(img, "tile", None):
+            return img
+        # decoded meanwhile: turned here (its EXIF is reset), unless Pillow turned it as it loaded
+        # it (a TIFF, whose orientation tag Pillow then drops)
+        turned = img.format == "TIFF" and ORIENTATION_TAG not in getattr(img, "tag_v2", {})
+        upright = img if turned else img.transpose(_TRANSPOSE[turn])
+        del upright.info[_TURN]
+        return upright
     try:  # Pillow would decode a PNG whole to look for an EXIF block after its image data
         layout = _png_layout(img)
         if layout is not None and _orientation(layout.exif) not in range(2, 9):
@@ -223,9 +287,10 @@ def to_rgb_alpha(img: Image.Image, alpha: bool) -> tuple[np.ndarray, np.ndarray 
     image goes through ``tobytes``, which holds the pixels twice beside Pillow's own 4 bytes a
     pixel, and a mode conversion makes a whole converted image first (10 bytes a pixel or more:
     a GB for a 108 MP photo); in bands the peak is Pillow's image plus the arrays."""
-    if img.mode in ("I", "F") or (img.mode in SIXTEEN_BIT_MODES and not _vips_streamable(img)):
+    img = apply_orientation(img) if _TURN in img.info else img  # a no-op unless decoded meanwhile
+    if img.mode in ("I", "F") or (img.mode in SIXTEEN_BIT_MODES and _vips_turn(img) is None):
         img = _to_8_bit(img)
-    w, h = img.size
+    w, h = upright_size(img)
     rgb = np.empty((h, w, 3), dtype=np.uint8)
     a = np.empty((h, w), dtype=np.uint8) if alpha else None
     r0 = 0
@@ -249,9 +314,10 @@ def _bands(img: Image.Image) -> Iterator[Image.Image]:
     if layout is not None:
         yield from read_bands(img.filename, layout)
         return
-    vips_rows = open_rows(img) if _vips_streamable(img) else None
+    turn = _vips_turn(img)
+    vips_rows = open_rows(img) if turn is not None else None
     if vips_rows is not None:
-        yield from vips_rows.pillow_bands(_BAND_BYTES)
+        yield from vips_rows.pillow_bands(_BAND_BYTES, turn)
         return
     w, h = img.size
     rows = max(1, _BAND_BYTES // (3 * w))
@@ -323,8 +389,8 @@ class StreamedRGB:
 
 def streamed_rgb(img: Image.Image) -> StreamedRGB | None:
     """``img``'s colour pixels as a :class:`StreamedRGB` when it is undecoded
-    (``open_image(..., decode=False)``), needs no rotation and is a plain PNG with no alpha or a
-    large JPEG or TIFF that libvips opens; else None."""
+    (``open_image(..., decode=False)``) and is an upright plain PNG with no alpha or a large
+    JPEG, TIFF or 16-bit PNG that libvips opens (turned upright as it is read); else None."""
     if has_alpha(img) or "transparency" in img.info:
         return None
     try:
@@ -333,10 +399,11 @@ def streamed_rgb(img: Image.Image) -> StreamedRGB | None:
         return None  # the whole-image reader says what is wrong with it
     if layout is not None:
         return StreamedRGB.from_png(img, layout)
-    vips_rows = open_rows(img) if _vips_streamable(img) else None
+    turn = _vips_turn(img)
+    vips_rows = open_rows(img) if turn is not None else None
     if vips_rows is None:
         return None
-    return StreamedRGB(vips_rows.filename, img.size, vips_rows.rgb_bands(StreamedRGB.band_bytes))
+    return StreamedRGB(vips_rows.filename, upright_size(img), vips_rows.rgb_bands(StreamedRGB.band_bytes, turn))
 
 
 def load_rgb_array(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -35,7 +35,16 @@ from scipy import ndimage
 from .allocator import reuse_large_buffers
 from .blend import BlendedModel, write_stage
 from .errors import UserError
-from .imageio import has_alpha, is_greyscale, open_image, output_format, row_writer, save_image, streamed_rgb
+from .imageio import (
+    has_alpha,
+    is_greyscale,
+    open_image,
+    output_format,
+    row_writer,
+    save_image,
+    streamed_rgb,
+    upright_size,
+)
 from .limits import DEFAULT_MAX_PIXELS
 from .models.inpaint import InpaintConfig
 from .tiling import RowReader
@@ -309,7 +318,8 @@ def inpaint_file(model: Inpainter, image: str | Path, mask, output: str | Path, 
     img = open_image(image, max_pixels, decode=False)
     icc = img.info.get("icc_profile") or None
     meta = {"icc_profile": icc} if icc else {}
-    shape = (img.height, img.width)
+    width, height = upright_size(img)  # a large rotated photo is turned as its rows are read
+    shape = (height, width)
     hole = dilate(mask_image(shape) if mask_image else to_mask(mask, shape, max_pixels), dilate_px)
     rows = streamed_rgb(img)
     if rows is None:

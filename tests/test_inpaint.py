@@ -418,3 +418,27 @@ def test_files_are_streamed_in_rows_in_and_out(model, image, tmp_path, monkeypat
     expected = inpaint_image(model, Image.open(src), tmp_path / "mask.png", dilate_px=1)
     assert np.array_equal(np.asarray(got), expected)
     assert not np.array_equal(expected, np.asarray(Image.open(src)))
+
+
+def test_a_rotated_large_photo_is_inpainted_upright(model, image, tmp_path, monkeypatch):
+    """A large file stored sideways (EXIF orientation 6), turned as its rows are read: the mask
+    is the upright image's size and the output the upright image's inpainting."""
+    from gancodec import vipsstream
+    from gancodec.inpainting import inpaint_file, inpaint_image
+
+    if vipsstream._pyvips() is None:
+        pytest.skip("pyvips / libvips not loadable")
+    monkeypatch.setattr(vipsstream, "STREAM_PIXELS", 100)
+    stored = np.ascontiguousarray(image[:, :120])
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    src = tmp_path / "sideways.tif"
+    Image.fromarray(stored).save(src, exif=exif.tobytes())
+    upright = np.rot90(stored, -1)
+    mask = np.zeros(upright.shape[:2], bool)
+    mask[30:50, 60:90] = True
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "mask.png")
+    out = tmp_path / "out.png"
+    inpaint_file(model, src, tmp_path / "mask.png", out)
+    expected = inpaint_image(model, np.ascontiguousarray(upright), mask)
+    assert np.array_equal(np.asarray(Image.open(out)), expected)

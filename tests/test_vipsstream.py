@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 import gancodec
 from gancodec import vipsstream
@@ -78,12 +78,6 @@ def test_what_libvips_should_not_read_goes_to_pillow(photo, tmp_path, small_thre
     monkeypatch.setattr(vipsstream, "STREAM_PIXELS", 100)
     Image.fromarray(photo).convert("CMYK").save(tmp_path / "cmyk.jpg")
     assert not open_image(tmp_path / "cmyk.jpg", None, decode=False).tile
-    rotated = Image.fromarray(photo[:, :200])  # stored 200 wide, 256 high; seen 256 wide
-    exif = rotated.getexif()
-    exif[0x0112] = 6
-    rotated.save(tmp_path / "rotated.jpg", exif=exif.tobytes())
-    upright = open_image(tmp_path / "rotated.jpg", None, decode=False)
-    assert not getattr(upright, "tile", None) and upright.size == (256, 200)  # decoded and rotated by Pillow
     monkeypatch.setattr(vipsstream, "_pyvips", lambda: None)  # no libvips: Pillow, same pixels
     assert not open_image(path, None, decode=False).tile
     assert np.array_equal(load_rgb_array(path, None), np.asarray(Image.open(path).convert("RGB")))
@@ -170,8 +164,8 @@ def test_a_dark_sixteen_bit_grey_image_stays_dark(tmp_path):
     assert load_rgb_array(tmp_path / "dark.png", None).max() == 1  # 200 / 65535 · 255 = 0.78
 
 
-def test_a_rotated_sixteen_bit_png_is_decoded_and_turned(photo, tmp_path, small_threshold):
-    """EXIF orientation 6 in a 16-bit PNG: Pillow decodes it and turns it upright, as any rotated file."""
+def test_a_rotated_sixteen_bit_png_is_turned_as_it_is_read(photo, tmp_path, small_threshold):
+    """EXIF orientation 6 in a 16-bit PNG's chunks: turned upright as its rows are read."""
     path = tmp_path / "rotated.png"
     deep = photo[:, :200].astype(np.uint16) * 257
     vipsstream._pyvips().Image.new_from_array(deep, interpretation="rgb16").pngsave(str(path), keep="none")
@@ -180,6 +174,71 @@ def test_a_rotated_sixteen_bit_png_is_decoded_and_turned(photo, tmp_path, small_
     data = path.read_bytes()
     after_ihdr = 8 + 25
     path.write_bytes(data[:after_ihdr] + gancodec.pngstream._chunk(b"eXIf", exif.tobytes()[6:]) + data[after_ihdr:])
-    upright = open_image(path, None, decode=False)
-    assert not getattr(upright, "tile", None) and upright.size == (deep.shape[0], deep.shape[1])
-    assert np.array_equal(gancodec.imageio.to_rgb_array(upright), np.rot90((deep >> 8).astype(np.uint8), -1))
+    turned = open_image(path, None, decode=False)
+    assert turned.tile and gancodec.imageio.upright_size(turned) == (deep.shape[0], deep.shape[1])
+    assert np.array_equal(gancodec.imageio.to_rgb_array(turned), np.rot90((deep >> 8).astype(np.uint8), -1))
+
+
+def _rotated(photo: np.ndarray, path, orientation: int, **params) -> bytes:
+    """``photo`` saved with EXIF ``orientation`` (and a GPS-ish tag of its own); returns the EXIF."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0x010F] = "gancodec test camera"  # Make: kept byte for byte
+    Image.fromarray(photo).save(path, exif=exif.tobytes(), **params)
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("suffix, params", [(".jpg", {"quality": 90}), (".tif", {"compression": "tiff_lzw"})])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_rotated_large_file_is_turned_as_its_rows_are_read(photo, tmp_path, small_threshold, monkeypatch,
+                                                            orientation, suffix, params):
+    """Every EXIF orientation, through the temporary file, in small bands: the pixels of Pillow's
+    exif_transpose, the image never whole, the EXIF's orientation reset and its other tags kept
+    (a JPEG's; Pillow gives a TIFF's tags no EXIF block). Pillow gives a rotated TIFF its upright
+    size before decoding it, libvips the stored one."""
+    path = tmp_path / f"rotated{suffix}"
+    stored = photo[:, :200]  # not square: a transposed size shows
+    _rotated(stored, path, orientation, **params)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    img = open_image(path, None, decode=False)
+    assert img.tile, "left undecoded, to be turned as it is read"
+    assert gancodec.imageio.upright_size(img) == (expected.shape[1], expected.shape[0])
+    if suffix == ".jpg":
+        exif = Image.Exif()
+        exif.load(img.info["exif"])
+        assert exif[0x0112] == 1 and exif[0x010F] == "gancodec test camera"
+    loaded = open_image(path, None, decode=False)
+    loaded.load()  # decoded after all (by a caller of open_image): turned once, not twice or never
+    assert np.array_equal(gancodec.imageio.to_rgb_array(loaded), expected)
+    monkeypatch.setattr(StreamedRGB, "band_bytes", 20 * 3 * 256)  # bands of a few dozen rows
+    rows = streamed_rgb(img)
+    assert rows.shape == expected.shape
+    h = expected.shape[0]
+    assert np.array_equal(np.concatenate([rows.rows(r, min(r + 9, h)) for r in range(0, h, 9)]), expected)
+    rows.close()
+    assert np.array_equal(load_rgb_array(path, None), expected)
+
+
+def test_compress_turns_a_rotated_large_jpeg(tiny_codec, photo, tmp_path, small_threshold):
+    """A phone's JPEG, stored sideways: compress codes it upright, the file the upright pixels
+    give, and the EXIF it keeps says orientation 1."""
+    from gancodec.codec import read_metadata
+
+    path = tmp_path / "phone.jpg"
+    _rotated(photo[:, :200], path, 6, quality=90)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    assert open_image(path, None, decode=False).tile
+    assert tiny_codec.compress(str(path), quality=2) == tiny_codec.compress(upright, quality=2)
+    exif = Image.Exif()
+    exif.load(read_metadata(tiny_codec.compress(str(path), quality=2, keep_metadata=True))["exif"])
+    assert exif[0x0112] == 1
+
+
+def test_without_pread_a_rotated_file_is_decoded_by_pillow(photo, tmp_path, small_threshold, monkeypatch):
+    path = tmp_path / "rotated.jpg"
+    _rotated(photo[:, :200], path, 8)
+    monkeypatch.setattr(gancodec.imageio, "_CAN_TURN", False)
+    img = open_image(path, None, decode=False)
+    assert not getattr(img, "tile", None) and img.size == (256, 200)
+    assert np.array_equal(gancodec.imageio.to_rgb_array(img),
+                          np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB")))
