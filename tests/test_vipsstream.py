@@ -242,3 +242,17 @@ def test_without_pread_a_rotated_file_is_decoded_by_pillow(photo, tmp_path, smal
     assert not getattr(img, "tile", None) and img.size == (256, 200)
     assert np.array_equal(gancodec.imageio.to_rgb_array(img),
                           np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB")))
+
+
+def test_no_room_to_turn_a_photo_is_one_line(photo, tmp_path, small_threshold, monkeypatch):
+    path = tmp_path / "rotated.jpg"
+    _rotated(photo[:, :200], path, 6)
+
+    def full(fd, arr, offset):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(vipsstream, "_pwrite", full)
+    with pytest.raises(gancodec.UserError, match="temporary disk space .*No space left on device"):
+        load_rgb_array(path, None)
+    with pytest.raises(gancodec.UserError, match="temporary disk space"):
+        streamed_rgb(open_image(path, None, decode=False)).rows(0, 10)
