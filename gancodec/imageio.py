@@ -319,6 +319,11 @@ def _bands(img: Image.Image) -> Iterator[Image.Image]:
     if vips_rows is not None:
         yield from vips_rows.pillow_bands(_BAND_BYTES, turn)
         return
+    if _TURN in img.info:  # libvips did not open it after all: Pillow decodes and turns it
+        img.load()
+        img = apply_orientation(img)
+    if img.mode in SIXTEEN_BIT_MODES:
+        img = _to_8_bit(img)
     w, h = img.size
     rows = max(1, _BAND_BYTES // (3 * w))
     for r0 in range(0, h, rows):

@@ -256,3 +256,20 @@ def test_no_room_to_turn_a_photo_is_one_line(photo, tmp_path, small_threshold, m
         load_rgb_array(path, None)
     with pytest.raises(gancodec.UserError, match="temporary disk space"):
         streamed_rgb(open_image(path, None, decode=False)).rows(0, 10)
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_file_libvips_turns_down_after_all_is_read_by_pillow(photo, tmp_path, small_threshold, monkeypatch, deep):
+    """Left undecoded for libvips (turned, or 16-bit), then refused by it: Pillow's pixels, upright."""
+    if deep:
+        path = tmp_path / "deep.png"
+        Image.fromarray(photo[..., 0].astype(np.uint16) * 257).save(path)
+    else:
+        path = tmp_path / "rotated.jpg"
+        _rotated(photo[:, :200], path, 6)
+    img = open_image(path, None, decode=False)
+    assert img.tile
+    expected = gancodec.imageio.to_rgb_array(open_image(path, None, decode=True))
+    monkeypatch.setattr(gancodec.imageio, "open_rows", lambda img: None)
+    assert streamed_rgb(img) is None
+    assert np.array_equal(gancodec.imageio.to_rgb_array(img), expected)
