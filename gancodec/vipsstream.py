@@ -65,7 +65,7 @@ def _pyvips() -> ModuleType | None:
 
 def streamable(img: Image.Image) -> bool:
     """Whether ``img`` is an undecoded large JPEG, TIFF or 16-bit PNG that :func:`open_rows` can
-    read in rows (the caller checks that it needs no rotation). Reads nothing but Pillow's
+    read in rows (the caller reads how it is turned). Reads nothing but Pillow's
     header, and a PNG's chunk headers."""
     w, h = img.size
     return (img.format in _FORMATS and img.mode in _BANDS and w * h > STREAM_PIXELS
