@@ -116,10 +116,12 @@ def test_resume_continues_the_same_run(tmp_path, mnist_dir):
     assert len((run / "log.csv").read_text().splitlines()) == 5
 
 
-def test_time_budget_stops_gan_training(tmp_path, mnist_dir):
-    """--time-budget ends a gan run with a checkpoint long before --steps (it was once ignored)."""
+def test_time_budget_stops_gan_training(tmp_path, mnist_dir, capsys):
+    """--time-budget ends a gan run with a checkpoint long before --steps (it was once ignored);
+    the run says at its start what it will do, in hours (a budget meant in seconds shows)."""
     run = tmp_path / "budget"
     assert _train(mnist_dir, run, "lsgan", 1_000_000, "--time-budget", "0.002") == 0
+    assert "from step 0 to 1000000 or 0.00 h of training" in capsys.readouterr().err
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert 1 <= state["step"] < 1_000_000
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -264,6 +265,10 @@ class Trainer:
 
     def fit(self) -> dict[str, nn.Module]:
         main = is_main_process()
+        if main:  # what the run will do, in words: a budget given in the wrong unit shows at once
+            budget = f" or {self.cfg.max_seconds / 3600:.2f} h of training" if self.cfg.max_seconds else ""
+            print(f"{type(self.task).__name__}: from step {self.step} to {self.cfg.steps}{budget}, "
+                  f"checkpoints in {self.cfg.out_dir}", file=sys.stderr, flush=True)
         bar = tqdm(
             total=self.cfg.steps, initial=self.step, disable=not (main and self.cfg.progress),
             dynamic_ncols=True, desc=type(self.task).__name__,
