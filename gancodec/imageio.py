@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
 from .limits import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels, resolve
-from .pngstream import PngError, PngLayout, read_bands, read_layout
+from .pngstream import PngError, PngLayout, image_layout, read_bands
 from .vipsstream import (
     SIXTEEN_BIT_MODES,
     SIXTEEN_BIT_TO_8,
@@ -123,7 +123,7 @@ def _png_layout(img: Image.Image) -> PngLayout | None:
     decoding the whole image, which is what its ``getexif`` would do)."""
     if not _is_undecoded_png(img):
         return None
-    layout = read_layout(img.filename)
+    layout = image_layout(img)
     if layout is None or (layout.width, layout.height) != img.size:
         return None
     if layout.exif is not None:
@@ -150,7 +150,7 @@ def _vips_turn(img: Image.Image) -> int | None:
     if _TURN in img.info:
         return img.info[_TURN]
     if img.format == "PNG":  # streamable() has read its layout
-        orientation = _orientation(read_layout(img.filename).exif)
+        orientation = _orientation(image_layout(img).exif)
     else:
         try:
             orientation = img.getexif().get(ORIENTATION_TAG, 1)  # as apply_orientation reads it

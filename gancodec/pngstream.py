@@ -204,6 +204,17 @@ def read_layout(path: str | Path) -> PngLayout | None:
                 return layout
 
 
+def image_layout(img: Image.Image) -> PngLayout | None:
+    """:func:`read_layout` of the file an undecoded Pillow PNG was opened from, walked once per
+    image and kept on it: deciding how to read an image asks for it several times (the streaming
+    reader, libvips' 16-bit reader, the EXIF orientation), and a file of small IDAT chunks takes
+    a seek per chunk. A damaged file raises :class:`PngError` each time it is asked."""
+    cached = getattr(img, "_gancodec_png_layout", None)
+    if cached is None:
+        cached = img._gancodec_png_layout = (read_layout(img.filename),)
+    return cached[0]
+
+
 def read_bands(path: str | Path, layout: PngLayout, band_bytes: int = _BAND_BYTES) -> Iterator[Image.Image]:
     """The image of a :attr:`~PngLayout.streamable` PNG as Pillow images of whole rows, top to
     bottom, each about ``band_bytes`` of raw pixels; see the module docstring. Damaged image

@@ -34,7 +34,7 @@ from types import ModuleType
 import numpy as np
 from PIL import Image
 
-from .pngstream import PngError, read_layout
+from .pngstream import PngError, image_layout
 
 STREAM_PIXELS = 8_000_000
 _FORMATS = ("JPEG", "MPO", "TIFF", "PNG")  # MPO: a phone's JPEG with extra pictures; its first is the photo
@@ -70,15 +70,15 @@ def streamable(img: Image.Image) -> bool:
     w, h = img.size
     return (img.format in _FORMATS and img.mode in _BANDS and w * h > STREAM_PIXELS
             and bool(getattr(img, "tile", None)) and bool(getattr(img, "filename", ""))
-            and (img.format != "PNG" or _sixteen_bit_png(img.filename))
+            and (img.format != "PNG" or _sixteen_bit_png(img))
             and _pyvips() is not None)
 
 
-def _sixteen_bit_png(filename: str) -> bool:
+def _sixteen_bit_png(img: Image.Image) -> bool:
     """A non-interlaced 16-bit RGB or greyscale PNG: libvips (libspng) decodes it row by row.
     An interlaced one it would decode whole; 8-bit ones :mod:`gancodec.pngstream` reads."""
     try:
-        layout = read_layout(filename)
+        layout = image_layout(img)
     except (OSError, PngError):
         return False  # the whole-image reader says what is wrong with it
     return layout is not None and layout.bit_depth == 16 and layout.interlace == 0 and layout.colour_type in (0, 2)
