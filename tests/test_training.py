@@ -65,6 +65,8 @@ def test_codec_training_both_stages_resume_and_export(tmp_path, image_folder, ph
     assert json.loads((tmp_path / "gan2" / "run.json").read_text())["distortion_weight"] == [0.1, 1.0]
     assert main(["train", "codec", "--stage", "gan", "--init", str(gan), "--steps", "1", "--distortion-weight",
                  "0", "--out", str(tmp_path / "gan4"), *common]) == 2
+    assert main(["train", "codec", "--stage", "gan", "--init", str(gan), "--steps", "1", "--clip-grad",
+                 "0", "--out", str(tmp_path / "gan5"), *common]) == 2
     assert main(["train", "codec", "--stage", "gan", "--init", str(rd), "--init-disc", "--steps", "1",
                  "--out", str(tmp_path / "gan3"), *common]) == 2
 
@@ -194,6 +196,29 @@ def test_resume_from_a_checkpoint_without_average_starts_the_ema_from_its_weight
     loaded = state["nets"]["codec"]
     for k, v in trainer.ema.state_dict().items():
         assert torch.equal(v, loaded[k]), k
+
+
+def test_gan_stage_bounds_the_generators_gradient_norm_and_logs_it_before_the_bound():
+    from gancodec.models.codec import CodecConfig, HiFiCLite
+    from gancodec.training.codec_task import CodecGANTask
+
+    torch.manual_seed(0)
+    model = HiFiCLite(CodecConfig(channels=8, latent_channels=8, hyper_channels=8, res_blocks=1))
+    batch = torch.rand(2, 3, 64, 64)
+    norms = {}
+    for bound in (None, 1e-3):
+        task = CodecGANTask(model, disc_width=8, clip_grad=bound)
+        nets = task.networks()
+        torch.manual_seed(1)
+        metrics = task.train_step(batch, nets, task.optimizers(nets), 0)
+        grads = [p.grad for p in nets["generator"].parameters() if p.grad is not None]
+        norms[bound] = (metrics["g_grad_norm"], torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+    logged, applied = norms[None]
+    assert logged == pytest.approx(applied.item(), rel=1e-4) and logged > 1e-3  # measured, left alone
+    logged, applied = norms[1e-3]
+    assert logged > 1e-3 and applied.item() == pytest.approx(1e-3, rel=1e-3)  # logged before the bound
+    with pytest.raises(ValueError):
+        CodecGANTask(model, clip_grad=0.0)
 
 
 def test_distortion_weight_pair_is_interpolated_over_the_qualities():

@@ -110,6 +110,8 @@ def train_codec(args) -> Path:
         if resuming:
             model.add_gan_decoder()
         config = model.config
+        if args.clip_grad is not None and args.clip_grad <= 0:
+            raise UserError(f"--clip-grad must be positive, got {args.clip_grad:g}")
         perceptual = None
         if args.perceptual > 0:
             if not args.perceptual_weights:
@@ -121,7 +123,8 @@ def train_codec(args) -> Path:
                             fm_weight=args.fm_weight, perceptual=perceptual, perceptual_weight=args.perceptual,
                             disc_scales=args.disc_scales, disc_width=args.disc_width, disc_lr=args.disc_lr,
                             blend_weight=args.blend_weight,
-                            distortion_weight=_distortion_weight(args.distortion_weight))
+                            distortion_weight=_distortion_weight(args.distortion_weight),
+                            clip_grad=args.clip_grad)
         if args.init_disc and not resuming:
             _init_discriminator(task.disc, Path(args.init))
     _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec"}, data)
@@ -132,7 +135,8 @@ def train_codec(args) -> Path:
             "config": config.to_dict(),
             **({"beta": args.beta, "fm_weight": args.fm_weight, "perceptual": args.perceptual,
                 "disc_scales": args.disc_scales, "disc_width": args.disc_width, "disc_lr": args.disc_lr,
-                "blend_weight": args.blend_weight, "distortion_weight": args.distortion_weight}
+                "blend_weight": args.blend_weight, "distortion_weight": args.distortion_weight,
+                "clip_grad": args.clip_grad}
                if args.stage == "gan" else {}),
         }, indent=2))
     return out
