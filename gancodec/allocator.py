@@ -29,7 +29,10 @@ difference).
   1.5 GB with glibc's defaults), while the page faults it saves are a few per cent of a large
   image's compute. For the duration of such a call, blocks of 32 MB and more (glibc's largest
   mmap threshold) are mapped and returned on free again; smaller ones stay in the heap, whose
-  free top goes back to the system as in an untuned process (glibc's trim threshold).
+  free top goes back to the system as in an untuned process (glibc's trim threshold). The tiling
+  loops also give the heap's free pages back between tiles (:func:`release_between_tiles`):
+  a tile's many feature maps of a few to 32 MB leave holes that only the top's trim does not
+  return (``upscale`` ×4 of a 12 MP output: 380 of a 510 MB heap free between tiles).
 """
 
 from __future__ import annotations
@@ -208,3 +211,13 @@ def return_free_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+def release_between_tiles() -> None:
+    """Between two tiles of a large image's call (inside :func:`reuse_large_buffers` with more
+    than :data:`LARGE_IMAGE_PIXELS`): :func:`return_free_memory`, so what the process holds
+    when a tile starts is what it uses, not the high-water mark of earlier tiles. Elsewhere
+    nothing: a small image's buffers stay for reuse, and a host with its own malloc settings
+    keeps them."""
+    if _large_depth > 0:
+        return_free_memory()

@@ -20,6 +20,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from .allocator import release_between_tiles
+
 # rows a0:a1, columns b0:b1 of the input, as an (N, C, a1 - a0, b1 - b0) tensor
 Source = Callable[[int, int, int, int], torch.Tensor]
 # output rows r0:r1, columns c0:c1 and the tensor of that window
@@ -135,13 +137,15 @@ def _scaled(v: int, scale: float) -> int:
 def run_tiled(
     fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor | Source, scale: float, tile: int, margin: int,
     *, size: tuple[int, int] | None = None, sink: Sink | None = None, progress: bool = False, desc: str = "",
+    release: bool = True,
 ) -> torch.Tensor | None:
     """Apply ``fn`` (output size = ``scale`` × input size) to ``x`` (N, C, H, W) in tiles.
 
     ``x`` is a tensor, or a :data:`Source` with ``size=(H, W)``. The result is returned as one
     tensor, or handed tile by tile to ``sink`` (then None is returned). ``tile`` and ``margin``
     are in input pixels; ``tile * scale`` and ``margin * scale`` must be whole numbers (e.g.
-    multiples of 16 for a stride-16 encoder).
+    multiples of 16 for a stride-16 encoder). ``release``: return the heap's free pages after
+    each tile of a large image (:func:`~gancodec.allocator.release_between_tiles`).
     """
     source, h, w = _as_source(x, size)
     collect = _Collect(_scaled(h, scale), _scaled(w, scale)) if sink is None else None
@@ -155,6 +159,9 @@ def run_tiled(
             rows = slice(_scaled(r0 - a0, scale), _scaled(r1 - a0, scale))
             cols = slice(_scaled(c0 - b0, scale), _scaled(c1 - b0, scale))
             put(_scaled(r0, scale), _scaled(r1, scale), _scaled(c0, scale), _scaled(c1, scale), y[..., rows, cols])
+            del y
+            if release:
+                release_between_tiles()
             bar.update()
     return None if collect is None else collect.out
 
@@ -190,7 +197,9 @@ def run_tiled_two_stage(
                     put(scale * g0 + o0, scale * g0 + o1, scale * k0 + p0, scale * k0 + p1,
                         t[..., o0 - t0 : o1 - t0, p0 - u0 : p1 - u0])
 
-            run_tiled(tail, feat, scale, tail_tile, tail_margin, sink=put_tail)
+            run_tiled(tail, feat, scale, tail_tile, tail_margin, sink=put_tail, release=False)
+            del feat
+            release_between_tiles()
             bar.update()
     return None if collect is None else collect.out
 

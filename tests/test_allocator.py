@@ -113,3 +113,37 @@ def test_large_images_map_their_large_blocks(monkeypatch):
     with allocator.reuse_large_buffers(pixels=1000):  # small: the reuse scope, as before
         pass
     assert (allocator._M_MMAP_MAX, 0) in calls
+
+
+def test_tiles_of_a_large_image_give_free_pages_back_between_them(monkeypatch):
+    """Between the tiles of a large image's call the heap's free pages go back (its high-water
+    mark is not carried from tile to tile); a small image's tiles keep them for reuse."""
+    import torch
+
+    from gancodec.tiling import run_tiled, run_tiled_two_stage
+
+    trims = []
+
+    class FakeLibc:
+        def mallopt(self, option, value):
+            return 1
+
+        def malloc_trim(self, pad):
+            trims.append(pad)
+            return 1
+
+    monkeypatch.setattr(allocator, "_libc", lambda: FakeLibc())
+    monkeypatch.delenv("GANCODEC_ALLOCATOR", raising=False)
+    monkeypatch.setattr(allocator, "_process_tuned", True)
+    x = torch.rand(1, 3, 32, 48)
+    for pixels, tiles_expected in ((allocator.LARGE_IMAGE_PIXELS + 1, 6), (1000, 0)):
+        trims.clear()
+        with allocator.reuse_large_buffers(pixels):
+            entry = len(trims)  # the large scope trims once as it starts
+            run_tiled(lambda t: t * 2, x, 1, 16, 4)  # 2 × 3 tiles
+            assert len(trims) - entry == tiles_expected
+            before = len(trims)
+            # two stages: once per head tile, not per tail tile
+            up = lambda t: torch.nn.functional.interpolate(t, scale_factor=2)  # noqa: E731
+            run_tiled_two_stage(lambda t: t, up, x, 2, 16, 4, 8, 1)
+            assert len(trims) - before == tiles_expected
