@@ -22,23 +22,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import vipsstream
 from .errors import UserError
 from .limits import DEFAULT_MAX_PIXELS, ImageTooLargeError, check_pixels, resolve
+from .orientation import TRANSPOSING, TurnError, upright_bands
 from .pngstream import PngError, PngLayout, image_layout, read_bands
-from .vipsstream import (
-    SIXTEEN_BIT_MODES,
-    SIXTEEN_BIT_TO_8,
-    TRANSPOSING,
-    StreamError,
-    open_rows,
-    stored_size,
-    streamable,
-)
+from .vipsstream import SIXTEEN_BIT_MODES, SIXTEEN_BIT_TO_8, StreamError, open_rows, stored_size, streamable
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 ORIENTATION_TAG = 0x0112
 _TURN = "gancodec.turn"  # info of an undecoded file turned as its rows are read: its EXIF orientation
-_CAN_TURN = hasattr(os, "pwrite") and hasattr(os, "preadv")  # the temporary file is written and read in place
 _TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
               8: Image.Transpose.ROTATE_90}  # Pillow's exif_transpose
@@ -131,25 +124,24 @@ def _png_layout(img: Image.Image) -> PngLayout | None:
     return layout
 
 
-def _upright_png_layout(img: Image.Image) -> PngLayout | None:
-    """The layout of an undecoded PNG that :func:`to_rgb_alpha` can stream (plain 8-bit, not
-    interlaced, upright), else None."""
+def _plain_png_layout(img: Image.Image) -> PngLayout | None:
+    """The layout of an undecoded PNG that :mod:`gancodec.pngstream` reads in rows (plain 8-bit,
+    not interlaced), else None."""
     layout = _png_layout(img)
-    if layout is None or not layout.streamable or _orientation(layout.exif) in range(2, 9):
-        return None
-    return layout
+    return layout if layout is not None and layout.streamable else None
 
 
-def _vips_turn(img: Image.Image) -> int | None:
-    """For an undecoded large JPEG, TIFF or 16-bit PNG that libvips reads in rows, the EXIF
-    orientation its rows are turned by as they are read (1: upright already); None for any
-    other image, and for a turned one where the temporary file that turning needs cannot be
-    written and read in place (no ``pwrite`` / ``preadv``)."""
-    if not streamable(img):
-        return None
+def _row_turn(img: Image.Image) -> int | None:
+    """For an undecoded image read in rows (a plain 8-bit PNG by :mod:`gancodec.pngstream`, a
+    large JPEG, TIFF or 16-bit PNG by libvips), the EXIF orientation its rows are turned by as
+    they are read (1: upright already); None for any other image, and for a small plain PNG
+    stored turned (Pillow turns its few MB faster than a temporary file would)."""
     if _TURN in img.info:
         return img.info[_TURN]
-    if img.format == "PNG":  # streamable() has read its layout
+    plain_png = _plain_png_layout(img)
+    if plain_png is None and not streamable(img):
+        return None
+    if img.format == "PNG":  # its layout is read by now
         orientation = _orientation(image_layout(img).exif)
     else:
         try:
@@ -158,17 +150,16 @@ def _vips_turn(img: Image.Image) -> int | None:
             orientation = 1
     if orientation not in range(2, 9):
         return 1
-    return orientation if _CAN_TURN else None
+    if plain_png is not None and img.size[0] * img.size[1] <= vipsstream.STREAM_PIXELS:
+        return None
+    return orientation
 
 
 def _left_for_rows(img: Image.Image) -> bool:
-    """Whether an undecoded image is left for its rows to be read as they are needed: a plain
-    PNG, or a large file libvips reads. A turned one is marked to be turned as it is read, and
-    the orientation in the EXIF it carries is reset now (what apply_orientation does for an
-    image it turns)."""
-    if _upright_png_layout(img) is not None:
-        return True
-    turn = _vips_turn(img)
+    """Whether an undecoded image is left for its rows to be read as they are needed (see
+    :func:`_row_turn`). A turned one is marked to be turned as it is read, and the orientation
+    in the EXIF it carries is reset now (what apply_orientation does for an image it turns)."""
+    turn = _row_turn(img)
     if turn is None:
         return False
     if turn != 1 and _TURN not in img.info:
@@ -288,7 +279,7 @@ def to_rgb_alpha(img: Image.Image, alpha: bool) -> tuple[np.ndarray, np.ndarray 
     pixel, and a mode conversion makes a whole converted image first (10 bytes a pixel or more:
     a GB for a 108 MP photo); in bands the peak is Pillow's image plus the arrays."""
     img = apply_orientation(img) if _TURN in img.info else img  # a no-op unless decoded meanwhile
-    if img.mode in ("I", "F") or (img.mode in SIXTEEN_BIT_MODES and _vips_turn(img) is None):
+    if img.mode in ("I", "F") or (img.mode in SIXTEEN_BIT_MODES and _row_turn(img) is None):
         img = _to_8_bit(img)
     w, h = upright_size(img)
     rgb = np.empty((h, w, 3), dtype=np.uint8)
@@ -301,20 +292,33 @@ def to_rgb_alpha(img: Image.Image, alpha: bool) -> tuple[np.ndarray, np.ndarray 
             if a is not None:
                 a[r0:r1] = np.asarray(band.convert("RGBA").getchannel("A"))
             r0 = r1
-    except (PngError, StreamError, OSError) as exc:  # OSError: Pillow decoding an undecoded file now
+    except (PngError, StreamError, TurnError, OSError) as exc:  # OSError: Pillow decoding an undecoded file now
         raise UserError(f"cannot read image {getattr(img, 'filename', '')}: {exc}") from None
     if r0 != h:
         raise UserError(f"cannot read image {getattr(img, 'filename', '')}: {r0} of {h} rows")
     return rgb, a
 
 
+def _png_rows(img: Image.Image, layout: PngLayout, mode: str, turn: int, band_bytes: int) -> Iterator[np.ndarray]:
+    """A plain PNG's rows as uint8 (n, W, len(mode)) arrays in ``mode``, turned upright."""
+    channels = len(mode)
+    stored = (np.asarray(band if band.mode == mode else band.convert(mode), dtype=np.uint8).reshape(
+        band.height, band.width, channels) for band in read_bands(img.filename, layout, band_bytes))
+    return upright_bands(stored, (layout.height, layout.width, channels), turn, band_bytes)
+
+
 def _bands(img: Image.Image) -> Iterator[Image.Image]:
-    """``img`` as Pillow images of whole rows (~16 MB each), top to bottom."""
-    layout = _upright_png_layout(img)
+    """``img`` as Pillow images of whole rows (~16 MB each), top to bottom, upright."""
+    turn = _row_turn(img)
+    layout = _plain_png_layout(img) if turn is not None else None
     if layout is not None:
-        yield from read_bands(img.filename, layout)
+        if turn == 1:
+            yield from read_bands(img.filename, layout)
+            return
+        mode = "RGBA" if has_alpha(img) or "transparency" in img.info else "RGB"
+        for band in _png_rows(img, layout, mode, turn, _BAND_BYTES):
+            yield Image.fromarray(band, mode)
         return
-    turn = _vips_turn(img)
     vips_rows = open_rows(img) if turn is not None else None
     if vips_rows is not None:
         yield from vips_rows.pillow_bands(_BAND_BYTES, turn)
@@ -352,10 +356,6 @@ class StreamedRGB:
         self._first = 0  # rows above it may have been dropped
         self._last: tuple[int, int, np.ndarray] | None = None  # the latest rows asked for
 
-    @classmethod
-    def from_png(cls, img: Image.Image, layout: PngLayout) -> StreamedRGB:
-        return cls(str(img.filename), (layout.width, layout.height), read_bands(img.filename, layout, cls.band_bytes))
-
     def rows(self, a0: int, a1: int) -> np.ndarray:
         """Rows a0:a1 (within the image) as uint8 (a1 - a0, W, 3), read-only."""
         if self._last is not None and self._last[:2] == (a0, a1):
@@ -377,7 +377,7 @@ class StreamedRGB:
             band = next(self._bands)
         except StopIteration:
             raise UserError(f"cannot read image {self.filename}: {self._read} of {self.shape[0]} rows") from None
-        except (PngError, StreamError) as exc:
+        except (PngError, StreamError, TurnError) as exc:
             raise UserError(f"cannot read image {self.filename}: {exc}") from None
         if isinstance(band, np.ndarray):
             return band
@@ -394,17 +394,18 @@ class StreamedRGB:
 
 def streamed_rgb(img: Image.Image) -> StreamedRGB | None:
     """``img``'s colour pixels as a :class:`StreamedRGB` when it is undecoded
-    (``open_image(..., decode=False)``) and is an upright plain PNG with no alpha or a large
-    JPEG, TIFF or 16-bit PNG that libvips opens (turned upright as it is read); else None."""
+    (``open_image(..., decode=False)``) and is a plain PNG with no alpha or a large JPEG, TIFF or
+    16-bit PNG that libvips opens (turned upright as it is read); else None."""
     if has_alpha(img) or "transparency" in img.info:
         return None
     try:
-        layout = _upright_png_layout(img)
+        turn = _row_turn(img)
+        layout = _plain_png_layout(img) if turn is not None else None
     except (OSError, PngError):
         return None  # the whole-image reader says what is wrong with it
     if layout is not None:
-        return StreamedRGB.from_png(img, layout)
-    turn = _vips_turn(img)
+        bands = _png_rows(img, layout, "RGB", turn, StreamedRGB.band_bytes)
+        return StreamedRGB(str(img.filename), upright_size(img), bands)
     vips_rows = open_rows(img) if turn is not None else None
     if vips_rows is None:
         return None

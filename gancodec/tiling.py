@@ -13,7 +13,6 @@ that stores each finished tile (into a uint8 array, say) instead of a full-size 
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from .allocator import release_between_tiles
+from .diskarray import DiskArray
 
 # rows a0:a1, columns b0:b1 of the input, as an (N, C, a1 - a0, b1 - b0) tensor
 Source = Callable[[int, int, int, int], torch.Tensor]
@@ -205,42 +205,29 @@ def run_tiled_two_stage(
 
 
 class DiskTensor:
-    """A (1, C, H, W) float32 tensor kept in an unnamed temporary file instead of memory: written
-    tile by tile as a :data:`Sink`, read back window by window as a :data:`Source`.
+    """A (1, C, H, W) float32 tensor kept in a temporary file instead of memory
+    (:class:`~gancodec.diskarray.DiskArray`, stored (H, W, C)): written tile by tile as a
+    :data:`Sink`, read back window by window as a :data:`Source`.
 
     The codec's encoder needs the whole latent of an image before it writes a symbol (the
     hyper-latent of the whole image comes first in the file), and at 2.5 bytes a pixel that
-    latent was the largest thing a large compress held. On disk it costs reads from the page
-    cache, which the kernel may drop and which no process's resident memory counts. The file is
-    stored (H, W, C), so a window is one contiguous read per row; it is unlinked from the moment
-    it is created, so nothing is left behind however the process ends.
+    latent was the largest thing a large compress held.
     """
 
     def __init__(self, channels: int, h: int, w: int, directory: str | None = None):
         self.shape = (1, channels, h, w)
-        self._file = tempfile.TemporaryFile(dir=directory, buffering=0)
-        self._pixel_bytes = channels * 4
-        self._row_bytes = w * self._pixel_bytes
+        self._store = DiskArray((h, w, channels), np.float32, directory)
 
     def __call__(self, r0: int, r1: int, c0: int, c1: int, t: torch.Tensor) -> None:
         """Store rows r0:r1, columns c0:c1 (a Sink)."""
-        rows = t.detach()[0].to(torch.float32).permute(1, 2, 0).contiguous().numpy()  # (rows, cols, C)
-        for i in range(r1 - r0):
-            self._file.seek((r0 + i) * self._row_bytes + c0 * self._pixel_bytes)
-            self._file.write(memoryview(rows[i]).cast("B"))
+        self._store.write(r0, c0, t.detach()[0].to(torch.float32).permute(1, 2, 0).numpy())
 
     def window(self, a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
         """Rows a0:a1, columns b0:b1 as a (1, C, a1 - a0, b1 - b0) float32 tensor (a Source)."""
-        out = np.empty((a1 - a0, b1 - b0, self.shape[1]), dtype=np.float32)
-        for i in range(a1 - a0):
-            self._file.seek((a0 + i) * self._row_bytes + b0 * self._pixel_bytes)
-            view = memoryview(out[i]).cast("B")
-            if self._file.readinto(view) != len(view):
-                raise OSError("temporary latent file is shorter than what was written to it")
-        return torch.from_numpy(out).permute(2, 0, 1).unsqueeze(0)
+        return torch.from_numpy(self._store.read(a0, a1, b0, b1)).permute(2, 0, 1).unsqueeze(0)
 
     def close(self) -> None:
-        self._file.close()
+        self._store.close()
 
     def __enter__(self) -> DiskTensor:
         return self

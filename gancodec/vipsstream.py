@@ -12,11 +12,8 @@ the high byte of each sample; 16-bit greyscale ones, which Pillow keeps in 16 bi
 to 8 bits from their full range (:data:`SIXTEEN_BIT_TO_8`), as :mod:`gancodec.imageio` scales
 Pillow's. (8-bit PNGs have a reader of our own, :mod:`gancodec.pngstream`.)
 
-A photo whose EXIF orientation says it is stored turned (a phone held upright) cannot be read
-upright top to bottom: its first upright row may be the file's last column.
-:meth:`VipsRows.upright_bands` turns the stored rows into a temporary file and reads them back
-upright, so memory stays a few bands (the disk holds 1 byte a pixel per channel, for the
-command's duration; pixels as Pillow's ``exif_transpose`` turns them).
+A photo stored turned (EXIF orientation) is turned upright as it is read, through a temporary
+file (:meth:`VipsRows.upright_bands`, :mod:`gancodec.orientation`).
 
 Only images above :data:`STREAM_PIXELS` are read this way (below it Pillow's copy is small and
 loading libvips is not worth it), only RGB or greyscale ones, and only when pyvips and its
@@ -26,14 +23,13 @@ library load: otherwise :func:`open_rows` gives None and the caller decodes with
 from __future__ import annotations
 
 import functools
-import os
-import tempfile
 from collections.abc import Iterator
 from types import ModuleType
 
 import numpy as np
 from PIL import Image
 
+from .orientation import upright_bands
 from .pngstream import PngError, image_layout
 
 STREAM_PIXELS = 8_000_000
@@ -111,47 +107,6 @@ def _alignment(img: Image.Image) -> int:
         return img.size[1]
 
 
-TRANSPOSING = (5, 6, 7, 8)  # EXIF orientations that swap width and height
-
-
-def turn(rows: np.ndarray, orientation: int) -> np.ndarray:
-    """``rows`` (n, W, C) turned as EXIF ``orientation`` (1..8) says, a view: Pillow's
-    ``ImageOps.exif_transpose`` of them as an image of their own."""
-    if orientation == 2:
-        return rows[:, ::-1]  # mirrored
-    if orientation == 3:
-        return rows[::-1, ::-1]  # upside down
-    if orientation == 4:
-        return rows[::-1]  # mirrored vertically
-    if orientation == 5:
-        return rows.transpose(1, 0, 2)  # mirrored about the diagonal
-    if orientation == 6:
-        return np.rot90(rows, -1)  # stored turned left: a quarter turn clockwise
-    if orientation == 7:
-        return rows[::-1, ::-1].transpose(1, 0, 2)  # mirrored about the other diagonal
-    if orientation == 8:
-        return np.rot90(rows, 1)  # stored turned right: a quarter turn anticlockwise
-    return rows
-
-
-def _pwrite(fd: int, arr: np.ndarray, offset: int) -> None:
-    view = memoryview(np.ascontiguousarray(arr)).cast("B")
-    while view:
-        done = os.pwrite(fd, view, offset)
-        view, offset = view[done:], offset + done
-
-
-def _pread(fd: int, size: int, offset: int) -> np.ndarray:
-    buf = np.empty(size, dtype=np.uint8)
-    view, got = memoryview(buf), 0
-    while got < size:
-        n = os.preadv(fd, [view[got:]], offset + got)
-        if n == 0:
-            raise StreamError("the temporary file ended early")
-        got += n
-    return buf
-
-
 class VipsRows:
     """An opened image whose rows are decoded band by band, top to bottom, once each."""
 
@@ -187,43 +142,9 @@ class VipsRows:
                 yield (band >> 8).astype(np.uint8)  # Pillow's RGB of a 16-bit file
 
     def upright_bands(self, orientation: int, band_bytes: int) -> Iterator[np.ndarray]:
-        """:meth:`bands` of the image turned upright as EXIF ``orientation`` says (1..8). A
-        stored band is a band of upright rows (2–4, placed from the bottom for 3 and 4) or of
-        upright columns (5–8), so the stored bands are turned into an unnamed temporary file
-        first, each where it lands (a band of columns as a strip of its own, row by row), and
-        then read back a band of upright rows at a time: written and read with
-        ``pwrite``/``pread``, never mapped, the file's pages are no part of the process."""
-        if orientation not in range(2, 9):
-            yield from self.bands(band_bytes)
-            return
-        h, w, c = self.shape
-        transposed, from_bottom = orientation in TRANSPOSING, orientation in (3, 4, 6, 7)
-        strips: list[tuple[int, int, int]] = []  # (first upright column, columns, file offset)
-        try:
-            with tempfile.TemporaryFile(prefix="gancodec-upright-") as tmp:
-                fd, r0 = tmp.fileno(), 0
-                for band in self.bands(band_bytes):
-                    n = len(band)
-                    start = h - r0 - n if from_bottom else r0
-                    if transposed:
-                        strips.append((start, n, r0 * w * c))
-                    _pwrite(fd, turn(band, orientation), r0 * w * c if transposed else start * w * c)
-                    r0 += n
-                uh, uw = (w, h) if transposed else (h, w)
-                step = max(1, band_bytes // (uw * c))
-                for a0 in range(0, uh, step):
-                    n = min(step, uh - a0)
-                    if not transposed:
-                        yield _pread(fd, n * uw * c, a0 * uw * c).reshape(n, uw, c)
-                        continue
-                    out = np.empty((n, uw, c), dtype=np.uint8)
-                    for start, cols, offset in strips:
-                        strip = _pread(fd, n * cols * c, offset + a0 * cols * c)
-                        out[:, start : start + cols] = strip.reshape(n, cols, c)
-                    yield out
-        except OSError as exc:  # no room on the temporary disk, most likely
-            raise StreamError(f"turning the image upright needs {h * w * c / 1e6:.0f} MB of temporary "
-                              f"disk space ({tempfile.gettempdir()}): {exc.strerror or exc}") from None
+        """:meth:`bands` turned upright as EXIF ``orientation`` says (1..8), through a temporary
+        file when it is not 1 (:func:`gancodec.orientation.upright_bands`)."""
+        return upright_bands(self.bands(band_bytes), self.shape, orientation, band_bytes)
 
     def pillow_bands(self, band_bytes: int, orientation: int = 1) -> Iterator[Image.Image]:
         """:meth:`upright_bands` as Pillow images (mode L or RGB)."""

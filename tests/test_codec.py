@@ -374,7 +374,7 @@ def test_large_images_keep_their_latent_on_disk_with_the_same_bytes(tiny_codec, 
     monkeypatch.setattr(codec_module, "SPILL_LATENT_PIXELS", 1000)
     on_disk = [tiny_codec.compress(img, quality=2), tiny_codec.compress(img, target_bpp=0.5)]
     assert on_disk == in_memory
-    assert len(made) == 2 and all(t._file.closed for t in made)  # closed (and so deleted) after use
+    assert len(made) == 2 and all(t._store._file.closed for t in made)  # closed (and so deleted) after use
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "P"])

@@ -188,13 +188,15 @@ def _rotated(photo: np.ndarray, path, orientation: int, **params) -> bytes:
     return exif.tobytes()
 
 
-@pytest.mark.parametrize("suffix, params", [(".jpg", {"quality": 90}), (".tif", {"compression": "tiff_lzw"})])
+@pytest.mark.parametrize("suffix, params", [(".jpg", {"quality": 90}), (".tif", {"compression": "tiff_lzw"}),
+                                            (".png", {})])
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_a_rotated_large_file_is_turned_as_its_rows_are_read(photo, tmp_path, small_threshold, monkeypatch,
                                                             orientation, suffix, params):
     """Every EXIF orientation, through the temporary file, in small bands: the pixels of Pillow's
     exif_transpose, the image never whole, the EXIF's orientation reset and its other tags kept
-    (a JPEG's; Pillow gives a TIFF's tags no EXIF block). Pillow gives a rotated TIFF its upright
+    (a JPEG's and a PNG's; Pillow gives a TIFF's tags no EXIF block). A plain PNG is read by our
+    own reader, the others by libvips. Pillow gives a rotated TIFF its upright
     size before decoding it, libvips the stored one."""
     path = tmp_path / f"rotated{suffix}"
     stored = photo[:, :200]  # not square: a transposed size shows
@@ -203,7 +205,7 @@ def test_a_rotated_large_file_is_turned_as_its_rows_are_read(photo, tmp_path, sm
     img = open_image(path, None, decode=False)
     assert img.tile, "left undecoded, to be turned as it is read"
     assert gancodec.imageio.upright_size(img) == (expected.shape[1], expected.shape[0])
-    if suffix == ".jpg":
+    if suffix != ".tif":
         exif = Image.Exif()
         exif.load(img.info["exif"])
         assert exif[0x0112] == 1 and exif[0x010F] == "gancodec test camera"
@@ -234,24 +236,36 @@ def test_compress_turns_a_rotated_large_jpeg(tiny_codec, photo, tmp_path, small_
     assert exif[0x0112] == 1
 
 
-def test_without_pread_a_rotated_file_is_decoded_by_pillow(photo, tmp_path, small_threshold, monkeypatch):
-    path = tmp_path / "rotated.jpg"
-    _rotated(photo[:, :200], path, 8)
-    monkeypatch.setattr(gancodec.imageio, "_CAN_TURN", False)
+def test_a_rotated_large_png_with_alpha_is_turned_with_its_alpha(photo, tmp_path, small_threshold):
+    """A palette PNG with transparency and an RGBA one, stored turned: colour and alpha upright."""
+    rgba = np.dstack([photo[:, :200], np.tile(np.arange(200, dtype=np.uint8), (photo.shape[0], 1))])
+    for name, img in (("rgba", Image.fromarray(rgba)), ("palette", Image.fromarray(photo[:, :200]).quantize(16))):
+        path = tmp_path / f"{name}.png"
+        exif = Image.Exif()
+        exif[0x0112] = 8
+        img.save(path, exif=exif.tobytes(), **({"transparency": 3} if name == "palette" else {}))
+        expected = ImageOps.exif_transpose(Image.open(path)).convert("RGBA")
+        colour, alpha = gancodec.imageio.to_rgb_alpha(open_image(path, None, decode=False), alpha=True)
+        assert np.array_equal(colour, np.asarray(expected.convert("RGB")))
+        assert np.array_equal(alpha, np.asarray(expected.getchannel("A")))
+
+
+def test_a_small_rotated_png_is_turned_by_pillow(photo, tmp_path):
+    path = tmp_path / "small.png"
+    _rotated(photo[:, :200], path, 6)
     img = open_image(path, None, decode=False)
-    assert not getattr(img, "tile", None) and img.size == (256, 200)
-    assert np.array_equal(gancodec.imageio.to_rgb_array(img),
-                          np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB")))
+    assert not getattr(img, "tile", None) and img.size == (256, 200)  # decoded and turned at once, as before
+    assert np.array_equal(gancodec.imageio.to_rgb_array(img), np.rot90(photo[:, :200], -1))
 
 
 def test_no_room_to_turn_a_photo_is_one_line(photo, tmp_path, small_threshold, monkeypatch):
     path = tmp_path / "rotated.jpg"
     _rotated(photo[:, :200], path, 6)
 
-    def full(fd, arr, offset):
+    def full(self, r0, c0, block):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(vipsstream, "_pwrite", full)
+    monkeypatch.setattr(gancodec.diskarray.DiskArray, "write", full)
     with pytest.raises(gancodec.UserError, match="temporary disk space .*No space left on device"):
         load_rgb_array(path, None)
     with pytest.raises(gancodec.UserError, match="temporary disk space"):
