@@ -3,11 +3,12 @@ shows memory is bounded by the tile, not the image.
 
     python benchmarks/memory_curve.py [--sizes 4000x3000 8000x6000 12000x9000] [--threads 2]
         [--image ../shared/data/kodak/kodim23.png] [--work DIR]
-        [--commands compress decompress restore upscale inpaint] [--format png|jpg|jpg-turned|png16|tif16]
+        [--commands compress decompress restore upscale inpaint]
+        [--format png|jpg|jpg-turned|png-turned|png16|tif16]
 
 Each size gets a test photo: ``--image`` resized (Lanczos) to that size and saved as PNG (or
-with ``--format jpg`` as a quality-90 JPEG, ``jpg-turned`` the same stored sideways with EXIF
-orientation 6 (a phone held upright), with ``png16`` / ``tif16`` as a 16-bit RGB PNG /
+with ``--format jpg`` as a quality-90 JPEG, ``jpg-turned`` / ``png-turned`` the JPEG / PNG
+stored sideways with EXIF orientation 6 (a phone held upright), with ``png16`` / ``tif16`` as a 16-bit RGB PNG /
 deflated TIFF, a raw converter's export, written by libvips), so the content, and with it the
 rate, is that of a photo. Every command then runs in a fresh process, as a user runs it (``--max-pixels 0`` lifts
 the size limit, no progress bar), and its peak RSS is read from the kernel's accounting of
@@ -30,7 +31,8 @@ from pathlib import Path
 
 CLI = "import sys; from gancodec.cli import main; sys.exit(main())"
 # the test photos' names by --format
-_SUFFIX = {"png": ".png", "jpg": ".jpg", "jpg-turned": "-turned.jpg", "png16": "-16.png", "tif16": "-16.tif"}
+_SUFFIX = {"png": ".png", "jpg": ".jpg", "jpg-turned": "-turned.jpg", "png-turned": "-turned.png", "png16": "-16.png",
+           "tif16": "-16.tif"}
 
 
 def run(args: list[str], threads: int, pythonpath: str | None) -> tuple[float, float, int]:
@@ -58,7 +60,11 @@ def make_photo(src: Path, size: tuple[int, int], dst: Path) -> None:
             if dst.stem.endswith("-turned"):  # stored a quarter turn anticlockwise, seen upright
                 exif = Image.Exif()
                 exif[0x0112] = 6
-                photo.transpose(Image.Transpose.ROTATE_90).save(dst, quality=90, exif=exif.tobytes())
+                turned = photo.transpose(Image.Transpose.ROTATE_90)
+                if dst.suffix == ".png":
+                    turned.save(dst, compress_level=1, exif=exif.tobytes())
+                else:
+                    turned.save(dst, quality=90, exif=exif.tobytes())
             elif dst.suffix == ".jpg":
                 photo.save(dst, quality=90)  # a camera's JPEG: 4:2:0, quality 90
             elif dst.stem.endswith("-16"):  # Pillow writes no 16-bit RGB
