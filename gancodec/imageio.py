@@ -55,8 +55,8 @@ def open_image(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS, de
     """Open and decode an image file, upright (EXIF orientation applied). A file declaring more
     than ``max_pixels`` pixels is refused from its header, before its pixels are decoded.
 
-    ``decode=False`` leaves an upright plain 8-bit PNG, or a large JPEG, TIFF or 16-bit PNG
-    (:mod:`gancodec.vipsstream`), undecoded, for :func:`to_rgb_array` / :func:`to_rgb_alpha` /
+    ``decode=False`` leaves a plain 8-bit PNG (:mod:`gancodec.pngstream`), or a large JPEG, TIFF
+    or 16-bit PNG (:mod:`gancodec.vipsstream`), undecoded, for :func:`to_rgb_array` / :func:`to_rgb_alpha` /
     :func:`streamed_rgb` to stream band by band (never the whole image in Pillow's 4 bytes a
     pixel). A large one stored turned is turned upright as it is read; until then its ``size`` is
     the stored one (:func:`upright_size` gives the upright one). Other files are decoded as
