@@ -25,14 +25,6 @@ class _MallInfo2(ctypes.Structure):
                 "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
 
 
-def _status_mb(key: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) // 1024
-    raise KeyError(key)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="1000x750", help="input WxH")
@@ -45,6 +37,7 @@ def main() -> None:
     from PIL import Image
 
     from gancodec import allocator, tiling
+    from gancodec.evaluation.bench import _read_status_kb
     from gancodec.zoo import load_enhancer
 
     allocator.tune_allocator()
@@ -65,14 +58,15 @@ def main() -> None:
         count[0] += 1
         if count[0] % args.every == 0:  # before this tile: what the previous ones left
             info = libc.mallinfo2()
-            print(f"tile {count[0]:4d}  {time.perf_counter() - start:6.0f} s  RSS {_status_mb('VmRSS')} MB  "
+            rss = _read_status_kb("VmRSS") // 1024
+            print(f"tile {count[0]:4d}  {time.perf_counter() - start:6.0f} s  RSS {rss} MB  "
                   f"heap {info.arena >> 20} MB: in use {info.uordblks >> 20}, free {info.fordblks >> 20}; "
                   f"mapped {info.hblkhd >> 20} MB", flush=True)
         return trunk(x)
 
     model.net.trunk = logged_trunk
     model.run_file(src, work / "out.png", max_pixels=None)
-    print(f"{count[0]} head tiles, peak RSS {_status_mb('VmHWM')} MB")
+    print(f"{count[0]} head tiles, peak RSS {_read_status_kb('VmHWM') // 1024} MB")
 
 
 if __name__ == "__main__":

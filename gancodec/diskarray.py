@@ -30,10 +30,9 @@ class DiskArray:
                  directory: str | None = None) -> None:
         self.shape = tuple(int(v) for v in shape)
         self.dtype = np.dtype(dtype)
-        h, w, c = self.shape
+        _, w, c = self.shape
         self._pixel_bytes = c * self.dtype.itemsize
         self._row_bytes = w * self._pixel_bytes
-        self.nbytes = h * self._row_bytes
         self._file = tempfile.TemporaryFile(prefix="gancodec-", dir=directory, buffering=0)
 
     def write(self, r0: int, c0: int, block: np.ndarray) -> None:

@@ -46,8 +46,8 @@ def turn(rows: np.ndarray, orientation: int) -> np.ndarray:
 
 def upright_bands(bands: Iterable[np.ndarray], shape: tuple[int, int, int], orientation: int,
                   band_bytes: int) -> Iterator[np.ndarray]:
-    """The image whose stored rows ``bands`` gives top to bottom ((n, W, C) arrays of one
-    dtype, ``shape`` (H, W, C) in all), turned upright as EXIF ``orientation`` says, as bands
+    """The image whose stored rows ``bands`` gives top to bottom (uint8 (n, W, C) arrays,
+    ``shape`` (H, W, C) in all), turned upright as EXIF ``orientation`` says, as bands
     of about ``band_bytes``. Upright already (1, or not 1..8): ``bands`` as they come. A stored
     band is a band of upright rows (2–4, placed from the bottom for 3 and 4) or of upright
     columns (5–8); each is written where it lands, then the upright rows are read back."""
@@ -57,27 +57,22 @@ def upright_bands(bands: Iterable[np.ndarray], shape: tuple[int, int, int], orie
     h, w, c = shape
     transposed, from_bottom = orientation in TRANSPOSING, orientation in (3, 4, 6, 7)
     uh, uw = (w, h) if transposed else (h, w)
-    store = None
     try:
-        r0 = 0
-        for band in bands:
-            if store is None:
-                store = DiskArray((uh, uw, c), band.dtype)
-            n = len(band)
-            start = h - r0 - n if from_bottom else r0
-            if transposed:
-                store.write(0, start, turn(band, orientation))
-            else:
-                store.write(start, 0, turn(band, orientation))
-            r0 += n
-        if store is None:
-            return
-        step = max(1, band_bytes // (uw * c * store.dtype.itemsize))
-        for a0 in range(0, uh, step):
-            yield store.read(a0, min(a0 + step, uh), 0, uw)
+        with DiskArray((uh, uw, c), np.uint8) as store:
+            r0 = 0
+            for band in bands:
+                n = len(band)
+                start = h - r0 - n if from_bottom else r0
+                if transposed:
+                    store.write(0, start, turn(band, orientation))
+                else:
+                    store.write(start, 0, turn(band, orientation))
+                r0 += n
+            if r0 != h:  # unwritten rows would read back as zeros
+                raise TurnError(f"the image ended after {r0} of {h} rows")
+            step = max(1, band_bytes // (uw * c))
+            for a0 in range(0, uh, step):
+                yield store.read(a0, min(a0 + step, uh), 0, uw)
     except OSError as exc:  # no room on the temporary disk, most likely
         raise TurnError(f"turning the image upright needs {h * w * c / 1e6:.0f} MB of temporary disk space "
                         f"({tempfile.gettempdir()}): {exc.strerror or exc}") from None
-    finally:
-        if store is not None:
-            store.close()

@@ -159,7 +159,7 @@ def run_tiled(
             rows = slice(_scaled(r0 - a0, scale), _scaled(r1 - a0, scale))
             cols = slice(_scaled(c0 - b0, scale), _scaled(c1 - b0, scale))
             put(_scaled(r0, scale), _scaled(r1, scale), _scaled(c0, scale), _scaled(c1, scale), y[..., rows, cols])
-            del y
+            del y  # the tile's output is stored: its memory is among what goes back
             if release:
                 release_between_tiles()
             bar.update()
