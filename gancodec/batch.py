@@ -88,7 +88,7 @@ def compress_one(src: Path, dst: Path, options: dict) -> int:
     model = load_model(options["model"] or "hific-lite")
     data = model.compress(src, quality=options["quality"], target_bpp=options["target_bpp"],
                           max_pixels=options["max_pixels"], keep_metadata=options["keep_metadata"],
-                          progress=options.get("progress", False))
+                          progress=options.get("progress", False), refine=options.get("refine", 0))
     write_bytes(dst, data)
     return len(data)
 

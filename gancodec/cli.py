@@ -131,6 +131,18 @@ def _add_train(sub) -> None:
                    help="codec: what --realism interpolates: the two decoders' weights (ESRGAN) or their images")
 
 
+def _refine_steps(text: str) -> int:
+    from .refine import MAX_STEPS
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of steps, got {text!r}") from None
+    if not 0 <= value <= MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_STEPS}, got {value}")
+    return value
+
+
 def _max_pixels(text: str) -> int:
     value = int(float(text))  # accepts 2e8
     if value < 0:
@@ -168,6 +180,10 @@ def _add_codec(sub) -> None:
                    help="model name or folder (default: hific-lite, the newest; hific-lite-v0.4: an older release)")
     p.add_argument("--keep-metadata", action="store_true",
                    help="also carry the EXIF block (the ICC colour profile is always kept)")
+    p.add_argument("--refine", type=_refine_steps, default=0, metavar="STEPS",
+                   help="spend STEPS gradient steps on this image's latent: fewer bytes for the same or better "
+                        "pixels, ~1 s a step per megapixel-ish on 2 cores (30 is a good start; 0: off). "
+                        "Images up to 8 MP. The file decodes like any other")
     _add_codec_common(p)
 
     p = sub.add_parser("decompress", help="decode .gcz files to images")
@@ -404,7 +420,8 @@ def _batch(args) -> int:
 
     options = {"model": args.model, "max_pixels": args.max_pixels}
     if args.command == "compress":
-        options |= {"quality": args.quality, "target_bpp": args.target_bpp, "keep_metadata": args.keep_metadata}
+        options |= {"quality": args.quality, "target_bpp": args.target_bpp, "keep_metadata": args.keep_metadata,
+                    "refine": args.refine}
     else:
         options |= {"decoder": args.decoder, "fast": args.fast, "realism": args.realism}
     return run(args.command, args.input, args.output, options, jobs=args.jobs, threads=args.threads,
@@ -418,7 +435,8 @@ def _compress(args) -> int:
         return _batch(args)
     compress_one(Path(args.input[0]), Path(args.output), {
         "model": args.model, "quality": args.quality, "target_bpp": args.target_bpp,
-        "max_pixels": args.max_pixels, "keep_metadata": args.keep_metadata, "progress": not args.no_progress})
+        "max_pixels": args.max_pixels, "keep_metadata": args.keep_metadata, "progress": not args.no_progress,
+        "refine": args.refine})
     info = _info_dict(Path(args.output).read_bytes())
     print(json.dumps({"output": args.output} | {k: info[k] for k in ("width", "height", "quality", "bytes", "bpp")}))
     return 0

@@ -53,6 +53,7 @@ from .imageio import (
 from .limits import DEFAULT_MAX_PIXELS, check_pixels
 from .models.codec import CodecConfig, HiFiCLite, blended_parameters
 from .models.integer import ExactSynthesis, IntegerContext, IntegerHyperSynthesis, upsampling_start
+from .refine import check_steps, refine_latent
 from .tiling import DiskTensor, Sink, Source, progress_bar, run_tiled, run_tiled_two_stage, uint8_source
 from .zoo import REALISM_BLENDS, weights_hash
 
@@ -229,6 +230,7 @@ class Codec:
         self.context = IntegerContext(tensors, self.hyper) if self.config.context == "checkerboard" else None
         self.z_tables = TableSet.from_padded(tensors["tables.z.pmf"].numpy(), tensors["tables.z.radius"].numpy())
         self.y_tables = TableSet.from_padded(tensors["tables.y.pmf"].numpy(), tensors["tables.y.radius"].numpy())
+        self.y_scales = tensors["tables.y.scales"].double()  # the scale of each y table (for latent refinement)
         self.log_gain = tensors["log_gain"].double().numpy()
         self.log_inv_gain = tensors["log_inv_gain"].double().numpy()
         self._exact: dict[str, ExactSynthesis] = {}
@@ -400,6 +402,33 @@ class Codec:
         return y if sink is None else sink
 
     @torch.no_grad()
+    def _hyper_latent(self, y_window: Source, gain: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """ẑ (integer-valued float64) of the latent read through ``y_window``, at a quality's gain."""
+
+        def scaled(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
+            return (y_window(a0, a1, b0, b1).double() * gain).float()
+
+        z = run_tiled(self.net.h_a, scaled, 1 / 4, self.hyper_analysis_tile, self.hyper_analysis_margin, size=size)
+        return torch.round(z).clamp(-Z_CLAMP, Z_CLAMP).double()
+
+    @torch.no_grad()
+    def coding_params(
+        self, y: torch.Tensor, gain: torch.Tensor, a0: int, a1: int, b0: int, b1: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The means (float64) and scale indices that latent rows a0:a1, columns b0:b1 of ``y``
+        (float32, held whole) would be coded with at ``gain``: exactly what the decoder computes."""
+        z_int = self._hyper_latent(lambda c0, c1, d0, d1: y[..., c0:c1, d0:d1], gain, y.shape[-2:])
+        if self.context is None:
+            return self._hyper_window(z_int, a0, a1, b0, b1)
+        hy, wy = y.shape[-2:]
+        r = self._context_reach
+        e0, e1, f0, f1 = max(0, a0 - r), min(hy, a1 + r), max(0, b0 - r), min(wy, b1 + r)
+        means, _ = self._hyper_window(z_int, e0, e1, f0, f1)
+        symbols = torch.round(y[..., e0:e1, f0:f1].double() * gain - means).clamp(-(2**31) + 1, 2**31 - 1)
+        symbols = symbols.numpy().astype(np.int32)
+        return self._params_window(z_int, symbols, a0, a1, b0, b1, origin=(e0, f0))
+
+    @torch.no_grad()
     def _code_latent(
         self, y: torch.Tensor | DiskTensor, quality_milli: int, banded: bool = False, progress: bool = False,
     ) -> tuple[list[bytes], bool]:
@@ -407,13 +436,7 @@ class Codec:
         they are in bands (``banded`` asks for them; a latent of one band is never banded)."""
         gain, _ = self._gains(quality_milli)
         y_window = y.window if isinstance(y, DiskTensor) else (lambda a0, a1, b0, b1: y[..., a0:a1, b0:b1])
-
-        def scaled(a0: int, a1: int, b0: int, b1: int) -> torch.Tensor:
-            return (y_window(a0, a1, b0, b1).double() * gain).float()
-
-        z = run_tiled(self.net.h_a, scaled, 1 / 4, self.hyper_analysis_tile, self.hyper_analysis_margin,
-                      size=y.shape[-2:])
-        z_int = torch.round(z).clamp(-Z_CLAMP, Z_CLAMP).double()
+        z_int = self._hyper_latent(y_window, gain, y.shape[-2:])
         hy, wy = y.shape[-2:]
         banded = banded and hy > self.band_rows
         spans = band_spans(hy, self.band_rows) if banded else [(0, hy)]
@@ -482,14 +505,25 @@ class Codec:
     def compress(
         self, image, quality: float | None = None, target_bpp: float | None = None, *,
         max_pixels: int | None = DEFAULT_MAX_PIXELS, keep_metadata: bool = False, progress: bool = False,
+        refine: int = 0,
     ) -> bytes:
         """Compress to ``.gcz`` bytes at a quality in [1, levels] or at a target bits/pixel.
         Images above ``max_pixels`` (None: no limit) are refused before they are decoded. The
         ICC profile is kept; ``keep_metadata`` keeps the EXIF block too. ``progress`` shows a
-        bar on stderr when the image takes more than a few seconds."""
+        bar on stderr when the image takes more than a few seconds. ``refine`` > 0 spends that
+        many gradient steps on the latent (:mod:`gancodec.refine`): fewer bytes for the same or
+        better pixels, at about a decode's time per 4 steps; for images up to
+        ``LARGE_IMAGE_PIXELS``. The file is like any other."""
         if quality is not None and target_bpp is not None:
             raise UserError("give either a quality or a target bpp, not both")
+        try:
+            refine = check_steps(refine)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         pixels = _pixel_count(image)
+        if refine and pixels > LARGE_IMAGE_PIXELS:
+            raise UserError(f"latent refinement works on images up to {LARGE_IMAGE_PIXELS / 1e6:g} megapixels; "
+                            f"this one has {pixels / 1e6:.1f} (compress it without refinement)")
         with reuse_large_buffers(pixels):  # reading a large image is in the scope too
             # a large PNG or JPEG is read as the analysis moves down it: never whole (3 bytes a pixel)
             img = prepare_image(image, max_pixels, keep_metadata, stream=pixels > LARGE_IMAGE_PIXELS)
@@ -499,30 +533,43 @@ class Codec:
                 y = self.analyse(img.rgb, progress=progress, to_disk=pixels > SPILL_LATENT_PIXELS)
             except OSError as exc:  # the temporary file: no room, no permission
                 raise UserError(f"cannot write the latent's temporary file ({exc.strerror or exc})") from None
-            img.release_pixels()  # from here on the latent stands for the image
             banded = pixels > self.band_pixels
             try:
                 if target_bpp is None:
                     q = self._check_quality(3.0 if quality is None else quality)
+                    if refine:
+                        y = refine_latent(self, img.rgb, y, q, refine, progress=progress)
+                    img.release_pixels()  # from here on the latent stands for the image
                     return self._container(img, q, self._code_latent(y, q, banded, progress))
-                return self._search_bpp(img, y, target_bpp, banded)
+                if not refine:
+                    img.release_pixels()
+                    return self._search_bpp(img, y, target_bpp, banded)[1]
+                # refined at the quality that meets the target unrefined, then the quality searched
+                # again: a refined latent needs fewer bits at any quality near the one it was refined for
+                q, _ = self._search_bpp(img, y, target_bpp, banded)
+                y = refine_latent(self, img.rgb, y, q, refine, progress=progress)
+                img.release_pixels()
+                return self._search_bpp(img, y, target_bpp, banded)[1]
             finally:
                 if isinstance(y, DiskTensor):
                     y.close()
 
-    def _search_bpp(self, img: PreparedImage, y: torch.Tensor | DiskTensor, target_bpp: float, banded: bool) -> bytes:
-        """Bisection over the continuous quality knob; the analysis transform runs once."""
+    def _search_bpp(
+        self, img: PreparedImage, y: torch.Tensor | DiskTensor, target_bpp: float, banded: bool,
+    ) -> tuple[int, bytes]:
+        """Bisection over the continuous quality knob; the analysis transform runs once. Returns
+        the file nearest the target and its quality (in thousandths)."""
         if not (math.isfinite(target_bpp) and target_bpp > 0):
             raise UserError("target bpp must be a positive number")
         pixels = img.height * img.width
         lo, hi = 1000, self.levels * 1000
-        best: tuple[float, bytes] | None = None
+        best: tuple[float, int, bytes] | None = None
         for _ in range(14):
             mid = (lo + hi) // 2
             data = self._container(img, mid, self._code_latent(y, mid, banded))
             bpp = 8 * len(data) / pixels
             if best is None or abs(bpp - target_bpp) < best[0]:
-                best = (abs(bpp - target_bpp), data)
+                best = (abs(bpp - target_bpp), mid, data)
             if bpp > target_bpp:
                 hi = mid - 1
             else:
@@ -532,8 +579,8 @@ class Codec:
         for edge in (1000, self.levels * 1000):  # the ends of the range, if the target is beyond
             data = self._container(img, edge, self._code_latent(y, edge, banded))
             if abs(8 * len(data) / pixels - target_bpp) < best[0]:
-                best = (abs(8 * len(data) / pixels - target_bpp), data)
-        return best[1]
+                best = (abs(8 * len(data) / pixels - target_bpp), edge, data)
+        return best[1], best[2]
 
     # -- decoder ---------------------------------------------------------------------------------
     def check_header(self, header: Header) -> None:

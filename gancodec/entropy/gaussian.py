@@ -32,7 +32,7 @@ def scale_thresholds(table: np.ndarray) -> np.ndarray:
     return np.sqrt(table[:-1] * table[1:])
 
 
-def _std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
+def std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.erfc(-x * (2**-0.5))
 
 
@@ -48,8 +48,8 @@ class GaussianConditional(nn.Module):
             values = torch.round(y - means)
         scales = lower_bound(scales, SCALE_MIN)
         values = torch.abs(values)
-        upper = _std_normal_cdf((0.5 - values) / scales)
-        lower = _std_normal_cdf((-0.5 - values) / scales)
+        upper = std_normal_cdf((0.5 - values) / scales)
+        lower = std_normal_cdf((-0.5 - values) / scales)
         return lower_bound(upper - lower, LIKELIHOOD_BOUND)
 
 

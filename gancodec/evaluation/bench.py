@@ -178,13 +178,13 @@ class Task:
 
 
 class _WorkerState:
-    def __init__(self, codec_names: Sequence[str], model: str, threads: int, use_lpips: bool):
+    def __init__(self, codec_names: Sequence[str], model: str, threads: int, use_lpips: bool, refine: int = 0):
         import torch
 
         torch.set_num_threads(max(1, threads))
         self.codecs: dict[str, Codec] = {}
         for name in codec_names:
-            codec = make_codec(name, model)
+            codec = make_codec(name, model, refine)
             reason = codec.why_unavailable()  # also registers plugins (JPEG XL) in this process
             if reason:
                 raise RuntimeError(f"{name} is not available in a worker: {reason}")
@@ -204,9 +204,9 @@ class _WorkerState:
 _STATE: _WorkerState | None = None
 
 
-def _init_worker(codec_names: Sequence[str], model: str, threads: int, use_lpips: bool) -> None:
+def _init_worker(codec_names: Sequence[str], model: str, threads: int, use_lpips: bool, refine: int = 0) -> None:
     global _STATE
-    _STATE = _WorkerState(codec_names, model, threads, use_lpips)
+    _STATE = _WorkerState(codec_names, model, threads, use_lpips, refine)
 
 
 def _measure(state: _WorkerState, task: Task) -> list[dict]:
@@ -311,11 +311,13 @@ def run_bench(
     grid_image: str | None = None,
     command: str | None = None,
     log: Callable[[str], None] = _stderr,
+    refine: int = 0,
 ) -> dict:
     """Measure, write ``results.jsonl``, ``per_image.csv``, ``summary.{csv,json,md}``; return the summary.
 
     ``codecs`` is a list of names or a comma-separated string (default: all). ``lpips=True``
-    means "if it is installed locally"; it is never downloaded.
+    means "if it is installed locally"; it is never downloaded. ``refine`` > 0 encodes the
+    learned codec with that many latent refinement steps (:mod:`gancodec.refine`).
     """
     started = time.time()
     names = parse_codec_list(codecs if isinstance(codecs, str) or codecs is None else ",".join(codecs))
@@ -330,7 +332,7 @@ def run_bench(
     if unknown:
         raise UserError(f"--settings for codec(s) not being run: {', '.join(sorted(unknown))}")
 
-    ready, skipped = resolve_codecs(names, model)
+    ready, skipped = resolve_codecs(names, model, refine)
     for name, reason in skipped.items():
         log(f"skipped {name}: {reason}")
     if not ready:
@@ -369,7 +371,7 @@ def run_bench(
             journal.append(recs)
             new_records += len(recs)
 
-        _execute(tasks, [c.name for c in ready], model, jobs, threads, use_lpips, progress, accept)
+        _execute(tasks, [c.name for c in ready], model, jobs, threads, use_lpips, progress, accept, refine)
 
     summary = build_summary(
         out_dir,
@@ -402,7 +404,7 @@ def run_bench(
     return summary
 
 
-def _execute(tasks, codec_names, model, jobs, threads, use_lpips, progress, accept) -> None:
+def _execute(tasks, codec_names, model, jobs, threads, use_lpips, progress, accept, refine=0) -> None:
     from tqdm import tqdm
 
     bar = tqdm(
@@ -420,7 +422,7 @@ def _execute(tasks, codec_names, model, jobs, threads, use_lpips, progress, acce
             global _STATE
             saved_threads, saved_state = torch.get_num_threads(), _STATE
             try:
-                _init_worker(codec_names, model, threads, use_lpips)
+                _init_worker(codec_names, model, threads, use_lpips, refine)
                 for task in tasks:
                     bar.set_postfix_str(f"{task.codecs[0]} {task.setting:g} {task.image.name}", refresh=False)
                     accept(*_run_task(task))
@@ -431,7 +433,7 @@ def _execute(tasks, codec_names, model, jobs, threads, use_lpips, progress, acce
             return
         ctx = get_context("spawn")
         with ProcessPoolExecutor(
-            jobs, mp_context=ctx, initializer=_init_worker, initargs=(codec_names, model, threads, use_lpips)
+            jobs, mp_context=ctx, initializer=_init_worker, initargs=(codec_names, model, threads, use_lpips, refine)
         ) as pool:
             # keep a bounded window in flight: results are journalled as they arrive, and an
             # interrupt does not leave thousands of queued tasks to cancel

@@ -64,6 +64,7 @@ def _bench(args: argparse.Namespace) -> int:
         grid_bpp=args.grid_bpp or (),
         grid_image=args.grid_image,
         command=_command_line(),
+        refine=args.refine,
     )
     run = summary["run"]
     print(
@@ -168,6 +169,10 @@ def add_subcommands(subparsers) -> None:
     )
     p.add_argument(
         "--limit", type=_positive_int, default=None, help="only the first N images (sorted by name)"
+    )
+    p.add_argument(
+        "--refine", type=int, default=0, metavar="STEPS",
+        help="encode the learned codec with STEPS latent refinement steps (compress --refine; 0: off)",
     )
     p.add_argument(
         "--bd-method",

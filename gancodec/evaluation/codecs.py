@@ -259,9 +259,10 @@ class LearnedCodec(Codec):
 
     integer_setting = False
 
-    def __init__(self, decoder: str = "mse", model: str = DEFAULT_MODEL):
+    def __init__(self, decoder: str = "mse", model: str = DEFAULT_MODEL, refine: int = 0):
         self.decoder = decoder
         self.model_name = model
+        self.refine = refine  # encoder-side latent refinement steps (gancodec.refine); 0: off
         self.name = "gancodec" if decoder == "mse" else f"gancodec-{decoder}"
         self.label = "gancodec (MSE decoder)" if decoder == "mse" else f"gancodec ({decoder.upper()} decoder)"
 
@@ -296,12 +297,13 @@ class LearnedCodec(Codec):
 
     def identity(self) -> str:
         model = self.model
-        return f"gancodec: {getattr(model, 'model_id', self.model_name)}"
+        refined = f", refine {self.refine}" if self.refine else ""  # a different encoder: not mixed in one run
+        return f"gancodec: {getattr(model, 'model_id', self.model_name)}{refined}"
 
     def encode(self, rgb: np.ndarray, setting: float) -> bytes:
         import gancodec
 
-        return gancodec.compress(rgb, quality=float(setting), model=self.model)
+        return gancodec.compress(rgb, quality=float(setting), model=self.model, refine=self.refine)
 
     def decode(self, data: bytes) -> np.ndarray:
         import gancodec
@@ -331,22 +333,26 @@ def parse_codec_list(text: str | None) -> list[str]:
     return names
 
 
-def make_codec(name: str, model: str = DEFAULT_MODEL) -> Codec:
+def make_codec(name: str, model: str = DEFAULT_MODEL, refine: int = 0) -> Codec:
+    """The codec called ``name``; ``model`` and ``refine`` (latent refinement steps when
+    encoding) apply to the learned codec."""
     if name == "gancodec":
-        return LearnedCodec("mse", model)
+        return LearnedCodec("mse", model, refine)
     if name == "gancodec-gan":
-        return LearnedCodec("gan", model)
+        return LearnedCodec("gan", model, refine)
     if name in _CLASSICAL:
         return _CLASSICAL[name]()
     raise UserError(f"unknown codec {name!r}; known codecs: {', '.join(CODEC_NAMES)}")
 
 
-def resolve_codecs(names: list[str], model: str = DEFAULT_MODEL) -> tuple[list[Codec], dict[str, str]]:
+def resolve_codecs(
+    names: list[str], model: str = DEFAULT_MODEL, refine: int = 0,
+) -> tuple[list[Codec], dict[str, str]]:
     """The codecs that can run here, and for each one that cannot, why (reported as skipped)."""
     ready: list[Codec] = []
     skipped: dict[str, str] = {}
     for name in names:
-        codec = make_codec(name, model)
+        codec = make_codec(name, model, refine)
         reason = codec.why_unavailable()
         if reason:
             skipped[name] = reason

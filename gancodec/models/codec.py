@@ -20,6 +20,7 @@ Everything about *coding* (integer hyper-synthesis, tables, bytes) lives in
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -56,6 +57,15 @@ class CodecConfig:
     def from_dict(cls, d: dict) -> CodecConfig:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+
+def lambda_for_quality(lambdas: list[float], q: torch.Tensor) -> torch.Tensor:
+    """Log-linear interpolation of the per-level λ at continuous quality q ∈ [1, levels]."""
+    log_l = torch.tensor([math.log(v) for v in lambdas], dtype=q.dtype, device=q.device)
+    pos = (q - 1).clamp(0, len(lambdas) - 1)
+    lo = pos.floor().long().clamp(max=len(lambdas) - 2)
+    t = pos - lo
+    return torch.exp(log_l[lo] * (1 - t) + log_l[lo + 1] * t)
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:

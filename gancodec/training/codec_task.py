@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import torch
@@ -32,17 +31,8 @@ from torch import nn
 from ..gan import losses
 from ..gan.discriminators import MultiScaleDiscriminator, PatchDiscriminator
 from ..gan.perceptual import PerceptualLoss
-from ..models.codec import CodecConfig, HiFiCLite, bits_per_pixel, blended_parameters
+from ..models.codec import CodecConfig, HiFiCLite, bits_per_pixel, blended_parameters, lambda_for_quality
 from .trainer import Task
-
-
-def lambda_for_quality(lambdas: list[float], q: torch.Tensor) -> torch.Tensor:
-    """Log-linear interpolation of the per-level λ at continuous quality q ∈ [1, levels]."""
-    log_l = torch.tensor([math.log(v) for v in lambdas], dtype=q.dtype, device=q.device)
-    pos = (q - 1).clamp(0, len(lambdas) - 1)
-    lo = pos.floor().long().clamp(max=len(lambdas) - 2)
-    t = pos - lo
-    return torch.exp(log_l[lo] * (1 - t) + log_l[lo + 1] * t)
 
 
 def random_quality(n: int, levels: int, device: torch.device) -> torch.Tensor:
