@@ -119,3 +119,25 @@ def test_decompress_to_jpeg_with_alpha_is_refused(tmp_path, tiny_model_dir, phot
     result = run_cli("decompress", str(src), "-o", str(tmp_path / "x.jpg"), "--model", str(tiny_model_dir))
     assert result.returncode == 2 and "transparency" in result.stderr
     assert not (tmp_path / "x.jpg").exists()
+
+
+def test_compress_refine_writes_a_file_that_decodes_and_bad_step_counts_give_one_line(tmp_path, image_file,
+                                                                                     tiny_model_dir, capsys):
+    out = tmp_path / "refined.gcz"
+    assert main(["compress", str(image_file), "-o", str(out), "--model", str(tiny_model_dir), "-q", "2",
+                 "--refine", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    photos, folder = tmp_path / "photos", tmp_path / "batch"
+    photos.mkdir()
+    (photos / "in.png").write_bytes(image_file.read_bytes())
+    assert main(["compress", str(photos), "-o", str(folder), "--model", str(tiny_model_dir), "-q", "2",
+                 "--refine", "2", "--no-progress"]) == 0
+    assert (folder / "in.gcz").read_bytes() == out.read_bytes()  # folders refine too (same seed, same bytes)
+    capsys.readouterr()
+    png = tmp_path / "refined.png"
+    assert main(["decompress", str(out), "-o", str(png), "--model", str(tiny_model_dir)]) == 0
+    assert Image.open(png).size == (256, 256)
+    for bad in ("-1", "2.5", "many", "100000"):
+        result = run_cli("compress", str(image_file), "-o", str(tmp_path / "x.gcz"), "--refine", bad)
+        assert result.returncode == 2 and "Traceback" not in result.stderr and "--refine" in result.stderr, bad
+        assert not (tmp_path / "x.gcz").exists()
