@@ -512,7 +512,7 @@ class Codec:
         ICC profile is kept; ``keep_metadata`` keeps the EXIF block too. ``progress`` shows a
         bar on stderr when the image takes more than a few seconds. ``refine`` > 0 spends that
         many gradient steps on the latent (:mod:`gancodec.refine`): fewer bytes for the same or
-        better pixels, at about a decode's time per 4 steps; for images up to
+        better pixels, at ~1.2 s a step for a 768×512 photo on one core; for images up to
         ``LARGE_IMAGE_PIXELS``. The file is like any other."""
         if quality is not None and target_bpp is not None:
             raise UserError("give either a quality or a target bpp, not both")

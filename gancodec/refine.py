@@ -5,7 +5,7 @@ The analysis transform is amortised: one forward pass predicts a good latent for
 the best one for this image. Gradient descent on the latent itself, through the frozen synthesis
 and entropy model, closes part of that gap (Campos et al. 2019, "Content adaptive optimization
 for neural image compression"; Yang et al. 2020, "Improving inference for neural image
-compression": −5 to −10 % of the bytes at equal PSNR for a mean–scale hyperprior).
+compression"). What it gains here, and what it costs, is in BENCHMARKS.md §1.
 
 * The loss is the rate–distortion training loss at the file's quality: the bits of y under the
   Gaussian the decoder will code it with, plus λ(q)·255²·(sum of squared errors)/3 of the MSE
