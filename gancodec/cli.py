@@ -132,15 +132,12 @@ def _add_train(sub) -> None:
 
 
 def _refine_steps(text: str) -> int:
-    from .refine import MAX_STEPS
+    from .refine import MAX_STEPS, check_steps
 
     try:
-        value = int(text)
+        return check_steps(int(text))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of steps, got {text!r}") from None
-    if not 0 <= value <= MAX_STEPS:
-        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_STEPS}, got {value}")
-    return value
+        raise argparse.ArgumentTypeError(f"must be a whole number of steps in 0..{MAX_STEPS}, got {text!r}") from None
 
 
 def _max_pixels(text: str) -> int:

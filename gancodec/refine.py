@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .entropy.gaussian import LIKELIHOOD_BOUND, SCALE_MIN, std_normal_cdf
+from .entropy.gaussian import LIKELIHOOD_BOUND, SCALE_MIN, bin_probability
 from .models.codec import lambda_for_quality
 from .tiling import progress_bar, uint8_source
 
@@ -70,9 +70,7 @@ def sga_round(v: torch.Tensor, temperature: float, generator: torch.Generator) -
 def gaussian_bits(values: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """Bits of the (soft) integers ``values`` (latent minus its mean) under N(0, scales) binned
     to unit intervals, as the entropy model's training likelihood computes them."""
-    a = values.abs()
-    s = scales.clamp_min(SCALE_MIN)
-    p = std_normal_cdf((0.5 - a) / s) - std_normal_cdf((-0.5 - a) / s)
+    p = bin_probability(values.abs(), scales.clamp_min(SCALE_MIN))
     return -torch.log2(p.clamp_min(LIKELIHOOD_BOUND)).sum()
 
 

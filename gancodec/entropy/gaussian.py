@@ -36,6 +36,12 @@ def std_normal_cdf(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.erfc(-x * (2**-0.5))
 
 
+def bin_probability(distance: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """P(|N(0, scales)| binned to the unit interval around ``distance`` ≥ 0): the mass a
+    Gaussian puts on one integer bin, ``distance`` from its mean (unbounded below)."""
+    return std_normal_cdf((0.5 - distance) / scales) - std_normal_cdf((-0.5 - distance) / scales)
+
+
 class GaussianConditional(nn.Module):
     @fp32  # the rate is -log2 of a difference of CDFs: in bf16 small probabilities round to 0
     def forward(
@@ -47,10 +53,7 @@ class GaussianConditional(nn.Module):
         else:
             values = torch.round(y - means)
         scales = lower_bound(scales, SCALE_MIN)
-        values = torch.abs(values)
-        upper = std_normal_cdf((0.5 - values) / scales)
-        lower = std_normal_cdf((-0.5 - values) / scales)
-        return lower_bound(upper - lower, LIKELIHOOD_BOUND)
+        return lower_bound(bin_probability(torch.abs(values), scales), LIKELIHOOD_BOUND)
 
 
 def gaussian_pmf_tables(table: np.ndarray, tail_sigmas: float = 10.0, min_radius: int = 2) -> list[np.ndarray]:

@@ -39,6 +39,7 @@ import numpy as np
 from ..errors import UserError
 from ..imageio import IMAGE_SUFFIXES, load_rgb_array, open_image
 from ..metrics import ms_ssim, psnr
+from ..refine import check_steps
 from . import realism
 from .codecs import DEFAULT_MODEL, Codec, make_codec, parse_codec_list, resolve_codecs
 from .results import (
@@ -320,6 +321,10 @@ def run_bench(
     learned codec with that many latent refinement steps (:mod:`gancodec.refine`).
     """
     started = time.time()
+    try:
+        refine = check_steps(refine)  # as compress checks it, before any worker starts
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     names = parse_codec_list(codecs if isinstance(codecs, str) or codecs is None else ",".join(codecs))
     if jobs < 1:
         raise UserError("--jobs must be at least 1")
