@@ -51,11 +51,12 @@ def _add_train(sub) -> None:
     tsub = p.add_subparsers(dest="what", required=True)
     c = tsub.add_parser("codec", help="train the generative codec (stage rd, then gan)")
     c.add_argument("--data", nargs="+", required=True, help="folder(s) of training images")
-    c.add_argument("--stage", choices=["rd", "gan", "entropy"], default="rd",
-                   help="rd, then gan (the generator); entropy: only the entropy model, transforms frozen")
+    c.add_argument("--stage", choices=["rd", "gan", "entropy", "synthesis"], default="rd",
+                   help="rd, then gan (the generator); entropy: only the entropy model, transforms frozen; "
+                        "synthesis: only the MSE decoder, the bitstream frozen")
     c.add_argument("--steps", type=int, required=True)
     c.add_argument("--out", required=True, help="run directory (checkpoint, log.csv, samples/)")
-    c.add_argument("--init", help="for --stage gan / entropy: the run directory to start from")
+    c.add_argument("--init", help="for --stage gan / entropy / synthesis: the run directory to start from")
     c.add_argument("--context", choices=["checkerboard", "none"], default="checkerboard",
                    help="entropy stage: add a checkerboard context model (none: the hyperprior alone)")
     c.add_argument("--cache-crops", type=int, default=4096, help="entropy stage: crops whose latents are cached")

@@ -92,6 +92,37 @@ def test_gan_stage_leaves_bitstream_and_mse_decoder_alone(tmp_path, image_folder
     assert any(not torch.equal(p, q) for p, q in zip(before.g_s.parameters(), after.g_s_gan.parameters()))
 
 
+def test_synthesis_stage_trains_only_the_mse_decoder_resumes_and_exports(tmp_path, image_folder, capsys):
+    from gancodec.training.run import load_codec_checkpoint
+
+    common = ["--data", str(image_folder), "--batch-size", "2", "--crop", "64", "--no-progress", *TINY]
+    rd, gan, syn = tmp_path / "rd", tmp_path / "gan", tmp_path / "syn"
+    main(["train", "codec", "--steps", "2", "--out", str(rd), *common])
+    main(["train", "codec", "--stage", "gan", "--init", str(rd), "--steps", "2", "--out", str(gan), *common])
+    assert main(["train", "codec", "--stage", "synthesis", "--steps", "2", "--out", str(syn), *common]) == 2
+    assert "needs --init" in capsys.readouterr().err
+    assert main(["train", "codec", "--stage", "synthesis", "--init", str(gan), "--init-weights", "raw",
+                 "--steps", "2", "--out", str(syn), *common]) == 0
+    assert main(["train", "codec", "--stage", "synthesis", "--steps", "3", "--out", str(syn), "--resume",
+                 *common]) == 0
+    assert _log_steps(syn)[-1] == 3
+    before, raw, ema = (load_codec_checkpoint(gan, ema=False), load_codec_checkpoint(syn, ema=False),
+                        load_codec_checkpoint(syn))
+    for (name, p), q in zip(before.named_parameters(), raw.parameters()):
+        if not name.startswith("g_s."):  # analysis, gains, entropy model, GAN decoder: the bitstream's
+            assert torch.equal(p, q), name
+    assert any(not torch.equal(p, q) for p, q in zip(before.g_s.parameters(), raw.g_s.parameters()))
+    # the EMA (of the synthesis alone) lands on g_s and leaves the GAN decoder as it was
+    assert any(not torch.equal(p, q) for p, q in zip(raw.g_s.parameters(), ema.g_s.parameters()))
+    for p, q in zip(before.g_s_gan.parameters(), ema.g_s_gan.parameters()):
+        assert torch.equal(p, q)
+    out = tmp_path / "export"
+    assert main(["train", "export", str(syn), "--out", str(out), "--name", "tiny"]) == 0
+    rgb = np.asarray(Image.open(image_folder / "img0.png"))
+    codec = gancodec.load_model(str(out))
+    assert codec.decompress(codec.compress(rgb, quality=1)).shape == rgb.shape
+
+
 def test_missing_data_is_a_user_error(tmp_path, capsys):
     assert main(["train", "codec", "--data", str(tmp_path / "nope"), "--steps", "1", "--out", str(tmp_path / "r")]) == 2
     assert "not found" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Training recipe of the codec, in two stages (HiFiC / MS-ILLM):
+"""Training recipe of the codec: rate–distortion, then GAN (HiFiC / MS-ILLM), and two stages that
+retrain one part of a finished codec with the rest frozen:
 
 ``rd``  rate–distortion: loss = λ(q)·255²·MSE + bpp, with a quality q drawn uniformly from the
         continuous range [1, levels] for every image, so the gain units learn every rate and the
@@ -110,6 +111,50 @@ class CodecEntropyTask(Task):
         torch.nn.utils.clip_grad_norm_([p for p in codec.parameters() if p.requires_grad], 1.0)
         opts["codec"].step()
         return {"loss": loss.item(), "y_bpp": loss.item(), "bpp": (y_bpp + z_bpp).mean().item()}
+
+
+class CodecSynthesisTask(Task):
+    """Stage ``synthesis``: the MSE decoder alone, on the fixed quantised latent."""
+
+    ema_network = "synthesis"
+
+    def __init__(self, model: HiFiCLite, lr: float = 1e-4):
+        model.requires_grad_(False)
+        model.g_s.requires_grad_(True)
+        self.model, self.lr = model, lr
+
+    def networks(self) -> dict[str, nn.Module]:
+        # "codec" is checkpointed whole; "synthesis" is its g_s, the one network that learns.
+        return {"codec": self.model, "synthesis": self.model.g_s}
+
+    def optimizers(self, nets):
+        return {"synthesis": torch.optim.Adam(nets["synthesis"].parameters(), lr=self.lr)}
+
+    def train_step(self, batch, nets, opts, step):
+        codec, synthesis = nets["codec"], nets["synthesis"]
+        q = random_quality(batch.shape[0], codec.config.levels, batch.device)
+        lam = lambda_for_quality(codec.config.lambdas, q)
+        with torch.no_grad():
+            y_hat = codec.encode_latents(batch, q)["y_hat"]  # rounded as the encoder rounds it
+        x_hat = synthesis(y_hat).float()  # the loss in fp32 under a bf16 autocast step
+        mse = F.mse_loss(x_hat, batch, reduction="none").flatten(1).mean(1)
+        loss = (lam * 255**2 * mse).mean()
+        opts["synthesis"].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(synthesis.parameters(), 1.0)
+        opts["synthesis"].step()
+        psnr = (10 * torch.log10(1 / mse.detach().clamp_min(1e-10))).mean()
+        return {"loss": loss.item(), "psnr": psnr.item()}
+
+    @torch.no_grad()
+    def sample(self, batch, nets):
+        codec = nets["codec"]
+        x = batch[:2]
+        rows = [x]
+        for q in (1.0, float(codec.config.levels)):
+            y_hat = codec.encode_latents(x, torch.full((x.shape[0],), q, device=x.device))["y_hat"]
+            rows.append(nets["synthesis"](y_hat))
+        return torch.cat(rows)
 
 
 class CodecGANTask(Task):

@@ -13,7 +13,7 @@ from torch import nn
 from ..errors import UserError
 from ..gan.discriminators import MultiScaleDiscriminator
 from ..models.codec import CodecConfig, HiFiCLite
-from .codec_task import CodecEntropyTask, CodecGANTask, CodecRDTask
+from .codec_task import CodecEntropyTask, CodecGANTask, CodecRDTask, CodecSynthesisTask
 from .data import LatentCache, RandomCrops
 from .enhance_task import EnhanceConfig, EnhanceTask
 from .trainer import TrainConfig, Trainer, init_distributed, is_main_process
@@ -53,6 +53,8 @@ def load_codec_checkpoint(path: Path, ema: bool = True) -> HiFiCLite:
     if ema and "ema" in state:
         if state.get("stage") == "gan":
             model.g_s_gan.load_state_dict(state["ema"])
+        elif state.get("stage") == "synthesis":
+            model.g_s.load_state_dict(state["ema"])
         else:
             model.load_state_dict(state["ema"])
     return model
@@ -102,6 +104,13 @@ def train_codec(args) -> Path:
         cache = Path(args.latent_cache) if args.latent_cache else None
         data = LatentCache(crops, model.g_a.eval(), args.cache_crops, args.batch_size, seed=args.seed + rank,
                            cache_file=cache, progress=not args.no_progress)
+    elif args.stage == "synthesis":
+        if args.init is None and not resuming:
+            raise UserError("--stage synthesis needs --init RUN_DIR (the run whose bitstream it keeps)")
+        model = load_codec_checkpoint(out if resuming else Path(args.init),
+                                      ema=not resuming and args.init_weights == "ema")
+        config = model.config
+        task = CodecSynthesisTask(model, lr=args.lr)
     else:
         if args.init is None and not resuming:
             raise UserError("--stage gan needs --init RD_RUN_DIR (the rate-distortion run)")
