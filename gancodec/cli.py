@@ -63,7 +63,8 @@ def _add_train(sub) -> None:
     c.add_argument("--latent-cache", default=None,
                    help="entropy stage: file for the cached latents (made if absent, reused if present)")
     c.add_argument("--init-weights", choices=["ema", "raw"], default="ema",
-                   help="for --stage gan: start from the rd run's EMA or raw weights")
+                   help="for --stage gan / entropy / synthesis: start from the --init run's EMA or raw "
+                        "weights (its EMA is of the network that run trained: raw keeps a shipped GAN decoder)")
     c.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     c.add_argument("--batch-size", type=int, default=8)
     c.add_argument("--crop", type=int, default=128)
