@@ -1,0 +1,63 @@
+"""What a release's MSE decoder gains over another's on the same files: PSNR per quality.
+
+    python benchmarks/decoder_gain.py --data ../shared/data/set14 --models hific-lite \
+        [--base hific-lite-v0.10] [--threads 1]
+
+For releases that share a bitstream (v0.11 retrained only the MSE decoder of v0.10): every image
+(RGB, at least 64 px a side) is compressed at qualities 1–6 with ``--base``, decoded by it, and
+compressed and decoded by each of ``--models``; the files must be the same size (else the
+comparison is not at equal bytes and the script stops). Prints the mean PSNR difference (dB)
+per quality and over all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True, help="folder of images")
+    ap.add_argument("--models", nargs="+", required=True, help="model names or exported folders")
+    ap.add_argument("--base", default="hific-lite-v0.10")
+    ap.add_argument("--qualities", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    import gancodec
+    from gancodec.imageio import IMAGE_SUFFIXES, load_rgb_array
+    from gancodec.metrics import psnr
+
+    base = gancodec.load_model(args.base)
+    models = {name: gancodec.load_model(name) for name in args.models}
+    gains: dict[str, dict[int, list[float]]] = {name: {q: [] for q in args.qualities} for name in models}
+    paths = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for path in paths:
+        rgb = load_rgb_array(path)
+        if rgb.ndim != 3 or min(rgb.shape[:2]) < 64:
+            continue
+        for q in args.qualities:
+            data = base.compress(rgb, quality=q)
+            reference = psnr(rgb, base.decompress(data))
+            for name, model in models.items():
+                mine = model.compress(rgb, quality=q)
+                if len(mine) != len(data):
+                    raise SystemExit(f"{name} wrote {len(mine)} bytes for {path.name} at quality {q}, "
+                                     f"{args.base} {len(data)}: not the same bitstream")
+                gains[name][q].append(psnr(rgb, model.decompress(mine)) - reference)
+    for name, per_q in gains.items():
+        cells = " / ".join(f"{np.mean(v):+.3f}" for v in per_q.values())
+        overall = np.mean([np.mean(v) for v in per_q.values()])
+        print(f"{name} against {args.base}, {len(next(iter(per_q.values())))} images: "
+              f"PSNR dB at qualities {args.qualities}: {cells}; mean {overall:+.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
