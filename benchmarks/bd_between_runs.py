@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from gancodec.evaluation.bdrate import bd_rate
+from gancodec.evaluation.bdrate import bd_rate_matrix
 from gancodec.evaluation.results import load_summary
 
 
@@ -34,6 +34,20 @@ def _curve(spec: str) -> tuple[str, dict]:
     return spec, {"rows": rows, "images": images}
 
 
+def print_bd_tables(curves: dict[str, list[dict]]) -> None:
+    """The BD-rate (%) of every curve (rows with bpp, psnr, ms_ssim_db) against every other, as
+    Markdown tables on PSNR and on MS-SSIM (dB)."""
+    names = list(curves)
+    for measure in ("psnr", "ms_ssim_db"):
+        table = bd_rate_matrix({n: ([r["bpp"] for r in c], [r[measure] for r in c]) for n, c in curves.items()})
+        print(f"\nBD-rate on {measure} (row against column, %):")
+        print("| | " + " | ".join(names) + " |")
+        print("|---" * (len(names) + 1) + "|")
+        for test in names:
+            cells = ["–" if table[test][a] is None else f"{table[test][a]:+.1f}" for a in names]
+            print(f"| {test} | " + " | ".join(cells) + " |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("curves", nargs="+", metavar="RUN_DIR:CODEC")
@@ -47,21 +61,7 @@ def main() -> int:
     for spec, c in curves.items():
         points = ", ".join(f"{r['bpp']:.4f}/{r['psnr']:.2f}" for r in c["rows"])
         print(f"{spec}: bpp/PSNR {points}")
-    for measure in ("psnr", "ms_ssim_db"):
-        print(f"\nBD-rate on {measure} (row against column, %):")
-        print("| | " + " | ".join(specs) + " |")
-        print("|---" * (len(specs) + 1) + "|")
-        for test in specs:
-            cells = []
-            for anchor in specs:
-                if test == anchor:
-                    cells.append("–")
-                    continue
-                a, t = curves[anchor]["rows"], curves[test]["rows"]
-                value = bd_rate([r["bpp"] for r in a], [r[measure] for r in a],
-                                [r["bpp"] for r in t], [r[measure] for r in t])
-                cells.append(f"{value:+.1f}")
-            print(f"| {test} | " + " | ".join(cells) + " |")
+    print_bd_tables({spec: c["rows"] for spec, c in curves.items()})
     return 0
 
 

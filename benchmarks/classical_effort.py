@@ -23,9 +23,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from bd_between_runs import print_bd_tables  # the sibling script (benchmarks/ is on sys.path)
 from PIL import Image
 
-from gancodec.evaluation.bdrate import bd_rate, ms_ssim_db
+from gancodec.evaluation.bdrate import ms_ssim_db
 from gancodec.evaluation.bench import list_images
 from gancodec.evaluation.codecs import JPEGXL, WebP
 from gancodec.evaluation.results import load_summary
@@ -87,22 +88,7 @@ def main() -> int:
         curves[name] = sorted(rows, key=lambda r: r["bpp"])
     for name, rows in curves.items():
         print(f"{name}: bpp/PSNR " + ", ".join(f"{r['bpp']:.4f}/{r['psnr']:.2f}" for r in rows))
-    names = list(curves)
-    for measure in ("psnr", "ms_ssim_db"):
-        print(f"\nBD-rate on {measure} (row against column, %):")
-        print("| | " + " | ".join(names) + " |")
-        print("|---" * (len(names) + 1) + "|")
-        for test in names:
-            cells = []
-            for anchor in names:
-                if test == anchor:
-                    cells.append("–")
-                    continue
-                a, t = curves[anchor], curves[test]
-                value = bd_rate([r["bpp"] for r in a], [r[measure] for r in a],
-                                [r["bpp"] for r in t], [r[measure] for r in t])
-                cells.append(f"{value:+.1f}")
-            print(f"| {test} | " + " | ".join(cells) + " |")
+    print_bd_tables(curves)
     return 0
 
 
