@@ -3,7 +3,7 @@
     python benchmarks/decoder_gain.py --data ../shared/data/set14 --models hific-lite \
         [--base hific-lite-v0.10] [--threads 1]
 
-For releases that share a bitstream (v0.11 retrained only the MSE decoder of v0.10): every image
+For releases that share a bitstream (v0.11 and v0.12 retrained only the MSE decoder): every image
 (RGB, at least 64 px a side) is compressed at qualities 1–6 with ``--base``, decoded by it, and
 compressed and decoded by each of ``--models``; the files must be the same size (else the
 comparison is not at equal bytes and the script stops). Prints the mean PSNR difference (dB)
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,15 +30,15 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     import gancodec
-    from gancodec.imageio import IMAGE_SUFFIXES, load_rgb_array
+    from gancodec.evaluation.bench import list_images
+    from gancodec.imageio import load_rgb_array
     from gancodec.metrics import psnr
 
     base = gancodec.load_model(args.base)
     models = {name: gancodec.load_model(name) for name in args.models}
     gains: dict[str, dict[int, list[float]]] = {name: {q: [] for q in args.qualities} for name in models}
-    paths = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    for path in paths:
-        rgb = load_rgb_array(path)
+    for entry in list_images(args.data):  # the bench's image list: sorted, each file checked readable
+        rgb = load_rgb_array(entry.path)
         if rgb.ndim != 3 or min(rgb.shape[:2]) < 64:
             continue
         for q in args.qualities:
@@ -48,7 +47,7 @@ def main() -> int:
             for name, model in models.items():
                 mine = model.compress(rgb, quality=q)
                 if len(mine) != len(data):
-                    raise SystemExit(f"{name} wrote {len(mine)} bytes for {path.name} at quality {q}, "
+                    raise SystemExit(f"{name} wrote {len(mine)} bytes for {entry.name} at quality {q}, "
                                      f"{args.base} {len(data)}: not the same bitstream")
                 gains[name][q].append(psnr(rgb, model.decompress(mine)) - reference)
     for name, per_q in gains.items():
