@@ -91,7 +91,8 @@ def _add_train(sub) -> None:
                    help="gan stage: weight of the term keeping --realism blends between the two decoders")
     c.add_argument("--distortion-weight", type=float, nargs="+", default=[1.0], metavar="K",
                    help="gan stage: scale of the λ(q)·MSE term (HiFiC's k_M; lower: more texture, less PSNR); "
-                        "two values: at the lowest and the highest quality, log-interpolated between")
+                        "two values: at the lowest and the highest quality, log-interpolated between; "
+                        "one per quality level: each level's own")
     c.add_argument("--clip-grad", type=float, default=None, metavar="NORM",
                    help="gan stage: bound on the generator's gradient norm (default: none; the norm is logged)")
     c.add_argument("--perceptual", type=float, default=0.0,

@@ -65,6 +65,8 @@ def test_codec_training_both_stages_resume_and_export(tmp_path, image_folder, ph
     assert json.loads((tmp_path / "gan2" / "run.json").read_text())["distortion_weight"] == [0.1, 1.0]
     assert main(["train", "codec", "--stage", "gan", "--init", str(gan), "--steps", "1", "--distortion-weight",
                  "0", "--out", str(tmp_path / "gan4"), *common]) == 2
+    assert main(["train", "codec", "--stage", "gan", "--init", str(gan), "--steps", "1", "--distortion-weight",
+                 "0.1", "0.2", "1", "--out", str(tmp_path / "gan6"), *common]) == 2
     assert main(["train", "codec", "--stage", "gan", "--init", str(gan), "--steps", "1", "--clip-grad",
                  "0", "--out", str(tmp_path / "gan5"), *common]) == 2
     assert main(["train", "codec", "--stage", "gan", "--init", str(rd), "--init-disc", "--steps", "1",
@@ -261,3 +263,8 @@ def test_distortion_weight_pair_is_interpolated_over_the_qualities():
     mid = lambda_for_quality(weights, torch.tensor([1.0, 3.5, 6.0]))
     assert mid[0] == pytest.approx(0.1) and mid[1] == pytest.approx(0.1**0.5) and mid[2] == pytest.approx(1.0)
     assert CodecGANTask(build_codec(), distortion_weight=0.3).distortion_weights == [0.3] * model.config.levels
+    # ... or one value per quality level, taken as given; any other count is refused
+    own = (0.1, 0.25, 0.25, 0.4, 0.63, 1.0)
+    assert CodecGANTask(build_codec(), distortion_weight=own).distortion_weights == list(own)
+    with pytest.raises(ValueError):
+        CodecGANTask(build_codec(), distortion_weight=(0.1, 0.2, 1.0))

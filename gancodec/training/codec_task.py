@@ -166,7 +166,7 @@ class CodecGANTask(Task):
         gan_loss: str = "ns", r1_weight: float = 0.0, disc_width: int = 48,
         perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.0, disc_scales: int = 1,
         disc_lr: float | None = None, blend_weight: float = 0.0,
-        distortion_weight: float | tuple[float, float] = 1.0, clip_grad: float | None = None,
+        distortion_weight: float | tuple[float, ...] = 1.0, clip_grad: float | None = None,
     ):
         if model.g_s_gan is None:
             model.add_gan_decoder()
@@ -192,13 +192,9 @@ class CodecGANTask(Task):
         # HiFiC's k_M: the encoder is frozen, so this scales only how hard the GAN decoder is held
         # to the pixels (1: the rate-distortion stage's λ(q)·MSE); lower trades PSNR for texture.
         # A pair (lowest, highest quality) is interpolated log-linearly over the qualities: one
-        # weight for all let qualities 3-6 over-texture when it was low enough for 1-2.
-        lo, hi = (distortion_weight, distortion_weight) if isinstance(distortion_weight, (int, float)) \
-            else distortion_weight
-        if min(lo, hi) <= 0:
-            raise ValueError(f"distortion weights must be positive, got {distortion_weight}")
-        levels = model.config.levels
-        self.distortion_weights = [lo * (hi / lo) ** (i / (levels - 1)) for i in range(levels)]
+        # weight for all let qualities 3-6 over-texture when it was low enough for 1-2. One value
+        # per quality level sets each on its own (texture and PSNR bind at different levels).
+        self.distortion_weights = distortion_weights_per_level(distortion_weight, model.config.levels)
         # Adam with beta1 = 0.5 turns one gradient far above its running scale into a step of
         # ~16 lr on every weight at once (m / sqrt(v) = 0.5 / sqrt(0.001)); session 17's runs
         # lost 13 dB of training PSNR in ten such steps. A bound on the generator's gradient norm
@@ -288,6 +284,22 @@ class CodecGANTask(Task):
         q = torch.full((x.shape[0],), 2.0, device=x.device)
         y_hat = codec.encode_latents(x, q)["y_hat"]
         return torch.cat([x, codec.g_s(y_hat), nets["generator"](y_hat)])
+
+
+def distortion_weights_per_level(weight: float | tuple[float, ...], levels: int) -> list[float]:
+    """k_M at each quality level from one value (all levels), a pair (lowest and highest level,
+    log-linear between) or one value per level."""
+    values = (float(weight),) if isinstance(weight, (int, float)) else tuple(float(v) for v in weight)
+    if not values or min(values) <= 0:
+        raise ValueError(f"distortion weights must be positive, got {weight}")
+    if len(values) == 1:
+        return [values[0]] * levels
+    if len(values) == levels:
+        return list(values)
+    if len(values) == 2:
+        lo, hi = values
+        return [lo * (hi / lo) ** (i / (levels - 1)) for i in range(levels)]
+    raise ValueError(f"distortion weights: one, two or {levels} values (one per quality level), got {len(values)}")
 
 
 def _split(logits: torch.Tensor | list[torch.Tensor], n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -132,7 +132,7 @@ def train_codec(args) -> Path:
                             fm_weight=args.fm_weight, perceptual=perceptual, perceptual_weight=args.perceptual,
                             disc_scales=args.disc_scales, disc_width=args.disc_width, disc_lr=args.disc_lr,
                             blend_weight=args.blend_weight,
-                            distortion_weight=_distortion_weight(args.distortion_weight),
+                            distortion_weight=_distortion_weight(args.distortion_weight, config.levels),
                             clip_grad=args.clip_grad)
         if args.init_disc and not resuming:
             _init_discriminator(task.disc, Path(args.init))
@@ -151,10 +151,11 @@ def train_codec(args) -> Path:
     return out
 
 
-def _distortion_weight(values: list[float]) -> float | tuple[float, float]:
-    if len(values) not in (1, 2) or min(values) <= 0:
-        raise UserError("--distortion-weight takes one or two positive values (lowest and highest quality)")
-    return values[0] if len(values) == 1 else (values[0], values[1])
+def _distortion_weight(values: list[float], levels: int) -> float | tuple[float, ...]:
+    if len(values) not in (1, 2, levels) or min(values) <= 0:
+        raise UserError(f"--distortion-weight takes one, two (lowest and highest quality) or {levels} "
+                        "(one per quality) positive values")
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 def _init_discriminator(disc: torch.nn.Module, run: Path) -> None:
