@@ -7,8 +7,8 @@ retrain one part of a finished codec with the rest frozen:
 ``gan`` the encoder, gains and entropy model are frozen (the bitstream is fixed); a copy of the
         MSE synthesis is fine-tuned as a generator against a conditional PatchGAN that sees the
         quantised latent: loss = k_M(q)·λ(q)·255²·MSE + k_P·perceptual + β·(adversarial +
-        feature matching), k_M (``--distortion-weight``) 1 by default or interpolated over q from
-        a pair, the perceptual term (HiFiC's LPIPS; here VGG16 features,
+        feature matching), k_M (``--distortion-weight``) 1 by default, interpolated over q from
+        a pair or given per quality level, the perceptual term (HiFiC's LPIPS; here VGG16 features,
         :mod:`gancodec.gan.perceptual`) optional. The MSE synthesis is kept untouched, so one
         file decodes either way. With a blend weight, a realism r ~ U(0, 1) is drawn each step
         and the weight-blended synthesis (what ``--realism r`` decodes) is pulled towards the
