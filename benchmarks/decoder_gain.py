@@ -14,9 +14,39 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from gancodec.codec import Codec
+
+
+def same_bitstream_files(
+    folder: str, qualities: list[int], base_name: str, base: Codec, models: dict[str, Codec]
+) -> Iterator[tuple[np.ndarray, dict[int, tuple[bytes, dict[str, bytes]]]]]:
+    """Each RGB image of ``folder`` (at least 64 px a side) with, per quality, ``base``'s file and
+    each of ``models``' files; stops the script if one is not the size of ``base``'s (not the
+    same bitstream, so not a comparison at equal bytes)."""
+    from gancodec.evaluation.bench import list_images
+    from gancodec.imageio import load_rgb_array
+
+    for entry in list_images(folder):  # the bench's image list: sorted, each file checked readable
+        rgb = load_rgb_array(entry.path)
+        if rgb.ndim != 3 or min(rgb.shape[:2]) < 64:
+            continue
+        files = {}
+        for q in qualities:
+            data = base.compress(rgb, quality=q)
+            mine = {name: model.compress(rgb, quality=q) for name, model in models.items()}
+            for name, other in mine.items():
+                if len(other) != len(data):
+                    raise SystemExit(f"{name} wrote {len(other)} bytes for {entry.name} at quality {q}, "
+                                     f"{base_name} {len(data)}: not the same bitstream")
+            files[q] = (data, mine)
+        yield rgb, files
 
 
 def main() -> int:
@@ -30,26 +60,16 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     import gancodec
-    from gancodec.evaluation.bench import list_images
-    from gancodec.imageio import load_rgb_array
     from gancodec.metrics import psnr
 
     base = gancodec.load_model(args.base)
     models = {name: gancodec.load_model(name) for name in args.models}
     gains: dict[str, dict[int, list[float]]] = {name: {q: [] for q in args.qualities} for name in models}
-    for entry in list_images(args.data):  # the bench's image list: sorted, each file checked readable
-        rgb = load_rgb_array(entry.path)
-        if rgb.ndim != 3 or min(rgb.shape[:2]) < 64:
-            continue
-        for q in args.qualities:
-            data = base.compress(rgb, quality=q)
+    for rgb, files in same_bitstream_files(args.data, args.qualities, args.base, base, models):
+        for q, (data, mine) in files.items():
             reference = psnr(rgb, base.decompress(data))
             for name, model in models.items():
-                mine = model.compress(rgb, quality=q)
-                if len(mine) != len(data):
-                    raise SystemExit(f"{name} wrote {len(mine)} bytes for {entry.name} at quality {q}, "
-                                     f"{args.base} {len(data)}: not the same bitstream")
-                gains[name][q].append(psnr(rgb, model.decompress(mine)) - reference)
+                gains[name][q].append(psnr(rgb, model.decompress(mine[name])) - reference)
     for name, per_q in gains.items():
         cells = " / ".join(f"{np.mean(v):+.3f}" for v in per_q.values())
         overall = np.mean([np.mean(v) for v in per_q.values()])

@@ -31,25 +31,19 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    from decoder_gain import same_bitstream_files  # benchmarks/, this script's folder
+
     import gancodec
     from gancodec.evaluation import realism
-    from gancodec.evaluation.bench import list_images
-    from gancodec.imageio import load_rgb_array
     from gancodec.metrics import psnr
 
     model, base = gancodec.load_model(args.model), gancodec.load_model(args.base)
     keys = ("psnr_mse", "psnr_gan", "psnr_moved", "hf_gan", "hf_moved", "kid_gan", "kid_moved")
     rows: dict[int, dict[str, list[float]]] = {q: {k: [] for k in keys} for q in args.qualities}
-    for entry in list_images(args.data):  # the bench's image list: sorted, each file checked readable
-        rgb = load_rgb_array(entry.path)
-        if rgb.ndim != 3 or min(rgb.shape[:2]) < 64:
-            continue
+    for rgb, files in same_bitstream_files(args.data, args.qualities, args.base, base, {args.model: model}):
         features = realism.patch_features(rgb)
-        for q in args.qualities:
-            data, data_base = model.compress(rgb, quality=q), base.compress(rgb, quality=q)
-            if len(data) != len(data_base):
-                raise SystemExit(f"{args.model} wrote {len(data)} bytes for {entry.name} at quality {q}, "
-                                 f"{args.base} {len(data_base)}: not the same bitstream")
+        for q, (data_base, mine) in files.items():
+            data = mine[args.model]
             mse = model.decompress(data, decoder="mse")
             gan = model.decompress(data, decoder="gan")
             texture = gan.astype(np.int16) - base.decompress(data_base, decoder="mse").astype(np.int16)
