@@ -3,7 +3,7 @@ shows memory is bounded by the tile, not the image.
 
     python benchmarks/memory_curve.py [--sizes 4000x3000 8000x6000 12000x9000] [--threads 2]
         [--image ../shared/data/kodak/kodim23.png] [--work DIR]
-        [--commands compress decompress restore upscale inpaint]
+        [--commands compress decompress decompress-gan restore upscale inpaint]
         [--format png|jpg|jpg-turned|png-turned|png16|tif16]
 
 Each size gets a test photo: ``--image`` resized (Lanczos) to that size and saved as PNG (or
@@ -88,7 +88,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default="bench-memory")
     p.add_argument("--commands", nargs="+", default=["compress", "decompress"],
-                   choices=["compress", "decompress", "restore", "upscale", "inpaint"])
+                   choices=["compress", "decompress", "decompress-gan", "restore", "upscale", "inpaint"])
     p.add_argument("--pythonpath", default=None, help="PYTHONPATH for the commands (another checkout)")
     p.add_argument("--label", default="current")
     p.add_argument("--format", choices=list(_SUFFIX), default="png", help="the test photos' format")
@@ -104,6 +104,9 @@ def main() -> None:
         jobs = {
             "compress": ["compress", str(photo), "-o", str(gcz), "-q", "2", "--max-pixels", "0", "--no-progress"],
             "decompress": ["decompress", str(gcz), "-o", str(decoded), "--max-pixels", "0", "--no-progress"],
+            # the GAN decoder: since v1.0 three syntheses side by side (docs/FORMAT.md, anchored)
+            "decompress-gan": ["decompress", str(gcz), "-o", str(work / f"decoded-gan-{w}x{h}.png"), "--decoder",
+                               "gan", "--max-pixels", "0", "--no-progress"],
             "restore": ["restore", str(photo), "-o", str(work / f"restored-{w}x{h}.png"), "--max-pixels", "0",
                         "--no-progress"],
             # an object to remove: a box of 1/16 of each side in the middle

@@ -132,6 +132,12 @@ def _add_train(sub) -> None:
                    help="codec: the release's version, stored in config.json (reported by `gancodec info`)")
     e.add_argument("--realism-blend", choices=REALISM_BLENDS, default="weights",
                    help="codec: what --realism interpolates: the two decoders' weights (ESRGAN) or their images")
+    a = tsub.add_parser("anchor", help="codec: anchor a GAN decoder to the MSE decoder it was trained against")
+    a.add_argument("model", help="codec (name or folder) whose MSE decoder was retrained after its GAN decoder")
+    a.add_argument("--anchor", required=True, help="codec (name or folder) whose MSE decoder the GAN one was "
+                   "fine-tuned against; its GAN image becomes MSE + (GAN - anchor's MSE image)")
+    a.add_argument("--out", required=True, help="folder for the anchored model.safetensors + config.json")
+    a.add_argument("--model-version", default=None, metavar="X.Y", help="the new release's version")
 
 
 def _refine_steps(text: str) -> int:
@@ -490,7 +496,7 @@ def _model_facts(data: bytes) -> dict:
     except ModelMismatchError as exc:
         return {"model_version": None, "model_folder": None, "model_installed": False, "model_note": str(exc)}
     return {"model_version": entry.version, "model_folder": str(entry.folder), "model_installed": True,
-            "realism_blend": entry.realism_blend}
+            "realism_blend": entry.realism_blend, **({"gan_anchor": entry.gan_anchor} if entry.gan_anchor else {})}
 
 
 def _info(args) -> int:
@@ -534,6 +540,12 @@ def _run(args) -> int:
 
         path = export_run(Path(args.run), Path(args.out), name=args.name, ema=args.weights == "ema",
                           version=args.model_version, realism_blend=args.realism_blend)
+        print(json.dumps({"exported": str(path)}))
+        return 0
+    if args.command == "train" and args.what == "anchor":
+        from .zoo.export import anchor_gan_decoder
+
+        path = anchor_gan_decoder(args.model, args.anchor, Path(args.out), version=args.model_version)
         print(json.dumps({"exported": str(path)}))
         return 0
     raise UserError(f"unknown command {args.command}")

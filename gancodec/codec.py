@@ -216,6 +216,13 @@ class Codec:
         self.net = HiFiCLite(self.config)
         if any(k.startswith("g_s_gan.") for k in tensors):
             self.net.add_gan_decoder()
+        if any(k.startswith("g_s_anchor.") for k in tensors):
+            # An anchored GAN image is MSE + (GAN − anchor) in 8-bit pixels (_pixel_blend): it
+            # exists only as pixels, so only a pixel blend can lie between it and the MSE image.
+            if self.net.g_s_gan is None or self.realism_blend != "pixels":
+                raise UserError(f"model {folder}: an anchored GAN decoder needs a GAN decoder and "
+                                "realism_blend 'pixels' in config.json")
+            self.net.add_gan_anchor()
         float_state = {
             k: v.float() for k, v in tensors.items() if v.is_floating_point() and not k.startswith("tables.")
         }
@@ -244,6 +251,11 @@ class Codec:
     @property
     def decoders(self) -> list[str]:
         return ["mse", "gan"] if self.net.g_s_gan is not None else ["mse"]
+
+    @property
+    def anchored(self) -> bool:
+        """Whether the GAN image is anchored: MSE + (GAN − anchor) (HiFiCLite.add_gan_anchor)."""
+        return self.net.g_s_anchor is not None
 
     @property
     def model_id(self) -> str:
@@ -708,20 +720,24 @@ class Codec:
             raise UserError(f"realism must be in 0..1, got {realism}")
         return int(round(realism * 1000))
 
+    def _network(self, which: str, exact: bool) -> ExactSynthesis | torch.nn.Module:
+        """One synthesis network ("mse", "gan" or "anchor"), fixed point if ``exact`` (built once)."""
+        if not exact:
+            return self.net.synthesis(which)
+        if which not in self._exact:
+            self._exact[which] = ExactSynthesis(self.net.synthesis(which))
+        return self._exact[which]
+
     def _synthesis_net(self, decoder: str, realism: float | None, exact: bool) -> ExactSynthesis | torch.nn.Module:
-        """The synthesis of a decoder, or of the MSE–GAN blend at ``realism``: fixed point when
-        ``exact``, else the float network. The two decoders are built once; of the blends only
-        the latest is kept, so trying many realism values does not pile up networks."""
+        """The synthesis of a decoder, or of the MSE–GAN weight blend at ``realism``: fixed point
+        when ``exact``, else the float network. The two decoders are built once; of the blends
+        only the latest is kept, so trying many realism values does not pile up networks."""
         milli = self._check_decoder(decoder, realism)
         if milli is None:
-            if not exact:
-                return self.net.synthesis(decoder)
-            if decoder not in self._exact:
-                self._exact[decoder] = ExactSynthesis(self.net.synthesis(decoder))
-            return self._exact[decoder]
+            return self._network(decoder, exact)
         if self._blend is None or self._blend[0] != (exact, milli):
             if exact:
-                net = self._synthesis_net("mse", None, True).blended(self._synthesis_net("gan", None, True), milli)
+                net = self._network("mse", True).blended(self._network("gan", True), milli)
             else:
                 net = copy.deepcopy(self.net.g_s)
                 net.load_state_dict(blended_parameters(self.net.g_s, self.net.g_s_gan, milli / 1000))
@@ -738,22 +754,25 @@ class Codec:
         return layers[:split], layers[split:]
 
     def _pixel_blend(self, milli: int, exact: bool, to_uint8: bool) -> tuple[Callable, Callable]:
-        """Head and tail of the two decoders side by side, the tail blending their images at
+        """Head and tail of the decoders side by side, the tail blending their images at
         ``milli`` / 1000: ((1000 - r)·MSE + r·GAN) / 1000, rounded half up on the 8-bit pixels
         of each decoder with ``to_uint8`` (integers: as bit-exact as either decoder), else on
-        their float outputs. Both decoders have one architecture, so one tiling serves them."""
-        (head_mse, tail_mse), (head_gan, tail_gan) = (
-            self._head_tail(self._synthesis_net(d, None, exact), exact) for d in ("mse", "gan"))
+        their float outputs. An anchored model's GAN image is MSE + GAN − anchor, clipped to
+        0..255 in 8-bit pixels, and its GAN decoder (``milli`` 1000) comes through here too.
+        The decoders have one architecture, so one tiling serves them all."""
+        names = ("mse", "gan", "anchor") if self.anchored else ("mse", "gan")
+        heads, tails = zip(*(self._head_tail(self._network(d, exact), exact) for d in names))
 
         def head(y: torch.Tensor) -> torch.Tensor:
-            return torch.cat([head_mse(y), head_gan(y)], dim=1)
+            return torch.cat([h(y) for h in heads], dim=1)
 
         def tail(a: torch.Tensor) -> torch.Tensor:
-            a_mse, a_gan = a.chunk(2, dim=1)
-            x_mse, x_gan = tail_mse(a_mse), tail_gan(a_gan)
+            x = [t(part) for t, part in zip(tails, a.chunk(len(names), dim=1))]
             if not to_uint8:
+                x_mse, x_gan = x[0], (x[1] + x[0] - x[2] if self.anchored else x[1])
                 return (x_mse * (1000 - milli) + x_gan * milli) / 1000
-            p_mse, p_gan = (torch.round(x.clamp_(0, 1).mul_(255)).to(torch.int32) for x in (x_mse, x_gan))
+            p = [torch.round(xi.clamp_(0, 1).mul_(255)).to(torch.int32) for xi in x]
+            p_mse, p_gan = p[0], (torch.clamp(p[1] + p[0] - p[2], 0, 255) if self.anchored else p[1])
             return torch.div(p_mse * (1000 - milli) + p_gan * milli + 500, 1000, rounding_mode="floor").to(torch.uint8)
 
         return head, tail
@@ -771,15 +790,20 @@ class Codec:
         ``y_hat`` may be a window function with ``size``, and ``sink`` may take the tiles
         (:func:`gancodec.tiling.run_tiled`). ``realism`` in 0..1 decodes with the MSE and GAN
         decoders blended (0: MSE, 1: GAN, in steps of 1/1000), as exactly as either alone: their
-        weights, or for a model whose config says ``realism_blend: pixels`` their images."""
+        weights, or for a model whose config says ``realism_blend: pixels`` their images. An
+        anchored model's GAN image is made of three syntheses' pixels (:meth:`_pixel_blend`)."""
         milli = self._check_decoder(decoder, realism)
-        if milli is not None and self.realism_blend == "pixels" and 0 < milli < 1000:
+        if self.realism_blend == "pixels":
+            if milli in (0, 1000):
+                decoder, milli = ("mse" if milli == 0 else "gan"), None  # the blend's ends are the decoders
+            if milli is None and decoder == "gan" and self.anchored:
+                milli = 1000  # the anchored GAN image needs the MSE and anchor images beside the GAN one
+        if milli is not None and self.realism_blend == "pixels":
             head, tail = self._pixel_blend(milli, exact, to_uint8)
             to_uint8 = False  # done by the blend, per decoder
         else:
-            if milli is not None and self.realism_blend == "pixels":
-                decoder, realism = ("mse" if milli == 0 else "gan"), None  # the blend's ends are the decoders
-            head, tail = self._head_tail(self._synthesis_net(decoder, realism, exact), exact)
+            head, tail = self._head_tail(self._synthesis_net(decoder, realism if milli is not None else None, exact),
+                                         exact)
         head_margin = 2 + 2 * self.config.res_blocks
         dtype = torch.float64 if exact else torch.float32
         if isinstance(y_hat, torch.Tensor):

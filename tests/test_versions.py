@@ -82,6 +82,8 @@ def test_info_names_the_version(capsys):
         info = json.loads(capsys.readouterr().out)
         assert info["model"] == "hific-lite" and info["model_version"] == version, name
         assert info["model_installed"] and Path(info["model_folder"]).name.startswith("hific-lite"), name
+        # v1.0 on: the GAN decoder is anchored to v0.10's MSE decoder (docs/FORMAT.md)
+        assert ("gan_anchor" in info) == (tuple(map(int, version.split("."))) >= (1, 0)), name
 
 
 def test_old_release_encodes_files_as_it_did(tmp_path, capsys):

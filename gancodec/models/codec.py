@@ -11,7 +11,9 @@
   of half the positions from the other, already decoded half;
 * synthesis / generator: residual blocks at 1/16 resolution then four upsampling stages with
   IGDN. The MSE-trained synthesis is kept beside the GAN-finetuned one, and the bitstream does
-  not depend on which of the two decodes it.
+  not depend on which of the two decodes it. A GAN decoder may be *anchored* (``g_s_anchor``):
+  its image is then g_s(ŷ) + g_s_gan(ŷ) − g_s_anchor(ŷ), the texture it adds over the MSE
+  synthesis it was trained against, put onto a later, better MSE synthesis.
 
 Everything about *coding* (integer hyper-synthesis, tables, bytes) lives in
 :mod:`gancodec.models.integer` and :mod:`gancodec.codec`; this module is the differentiable part.
@@ -144,6 +146,7 @@ class HiFiCLite(nn.Module):
         self.g_a = Analysis(c.channels, c.latent_channels)
         self.g_s = Synthesis(c.channels, c.latent_channels, c.res_blocks)
         self.g_s_gan: Synthesis | None = None
+        self.g_s_anchor: Synthesis | None = None  # see add_gan_anchor
         self.h_a = hyper_analysis(c.latent_channels, c.hyper_channels)
         self.h_s = hyper_synthesis(c.hyper_channels, c.latent_channels)
         self.prior = FactorizedPrior(c.hyper_channels)
@@ -170,6 +173,16 @@ class HiFiCLite(nn.Module):
         self.g_s_gan = copy.deepcopy(self.g_s)
         return self.g_s_gan
 
+    def add_gan_anchor(self, anchor: Synthesis | None = None) -> Synthesis:
+        """Anchor the GAN decoder to ``anchor`` (default: a copy of today's MSE synthesis), the
+        MSE synthesis it was fine-tuned against: the GAN image becomes MSE + (GAN − anchor), so
+        an MSE decoder retrained after the GAN one lifts the GAN image's fidelity too, with the
+        same texture. Both share one architecture."""
+        if self.g_s_gan is None:
+            raise ValueError("only a GAN decoder can be anchored")
+        self.g_s_anchor = copy.deepcopy(anchor if anchor is not None else self.g_s)
+        return self.g_s_anchor
+
     def add_context(self) -> CheckerboardContext:
         """Give a model trained without context a checkerboard context model; untrained, it
         leaves every mean and scale as the hyperprior's (its last layer starts at zero)."""
@@ -177,11 +190,23 @@ class HiFiCLite(nn.Module):
         self.context = CheckerboardContext(self.config.latent_channels)
         return self.context
 
+    def decode(self, y_hat: torch.Tensor, decoder: str = "mse") -> torch.Tensor:
+        """The image of a decoder (float; the anchored GAN image when there is an anchor)."""
+        x_hat = self.synthesis(decoder)(y_hat)
+        if decoder == "gan" and self.g_s_anchor is not None:
+            x_hat = x_hat + self.g_s(y_hat) - self.g_s_anchor(y_hat)
+        return x_hat
+
     def synthesis(self, decoder: str) -> Synthesis:
+        """One synthesis network: "mse", "gan", or the GAN decoder's "anchor"."""
         if decoder == "gan":
             if self.g_s_gan is None:
                 raise ValueError("this model has no GAN decoder")
             return self.g_s_gan
+        if decoder == "anchor":
+            if self.g_s_anchor is None:
+                raise ValueError("this model's GAN decoder has no anchor")
+            return self.g_s_anchor
         return self.g_s
 
     # -- training forward ------------------------------------------------------------------------
@@ -209,7 +234,7 @@ class HiFiCLite(nn.Module):
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor, decoder: str = "mse") -> dict[str, torch.Tensor]:
         out = self.encode_latents(x, quality)
-        out["x_hat"] = self.synthesis(decoder)(out["y_hat"])
+        out["x_hat"] = self.decode(out["y_hat"], decoder)
         return out
 
 

@@ -104,6 +104,7 @@ class CodecEntry:
     version: str | None  # the release ("0.5"); None for a model exported without one
     weights_hash: bytes
     realism_blend: str = "weights"  # one of REALISM_BLENDS
+    gan_anchor: str | None = None  # what an anchored GAN decoder is anchored to (config "gan_anchor")
 
     def matches(self, model: str, digest: bytes) -> bool:
         # The folder's own name is accepted too: before the config name was written into
@@ -135,7 +136,8 @@ def codec_entry(folder: Path) -> CodecEntry | None:
         digest = _hash_of(str(weights.resolve()), stat.st_size, stat.st_mtime_ns)
     version = meta.get("version")
     return CodecEntry(folder, str(meta.get("name", folder.name)), str(version) if version else None, digest,
-                      str(meta.get("realism_blend", "weights")))
+                      str(meta.get("realism_blend", "weights")),
+                      str(meta["gan_anchor"]) if meta.get("gan_anchor") else None)
 
 
 def installed_codecs() -> list[CodecEntry]:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from ..bitstream import FORMAT_VERSION
 from ..entropy.coder import TableSet
@@ -28,10 +28,10 @@ from ..models.integer import (
     quantize_hyper_synthesis,
 )
 from ..training.run import load_codec_checkpoint
-from . import REALISM_BLENDS, weights_hash
+from . import REALISM_BLENDS, model_folder, weights_hash
 
 Z_RADIUS = 40
-FLOAT_PREFIXES = ("g_a.", "g_s.", "g_s_gan.", "h_a.")
+FLOAT_PREFIXES = ("g_a.", "g_s.", "g_s_gan.", "g_s_anchor.", "h_a.")
 
 
 def export_run(run: Path, out: Path, name: str | None = None, ema: bool = True, version: str | None = None,
@@ -114,11 +114,58 @@ def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite", version:
         **({"realism_blend": realism_blend} if realism_blend != "weights" else {}),
         "integer_hyper_synthesis": {"weight_bits": WEIGHT_BITS, "activation_bits": ACT_BITS},
         "fixed_point_synthesis": {"weight_bits": SYNTH_WEIGHT_BITS, "activation_bits": SYNTH_ACT_BITS},
-        "parameters": int(sum(v.numel() for k, v in tensors.items() if not k.startswith("tables."))),
+        "parameters": _parameters(tensors),
         # Lets a decoder find this model for a file (header: name + hash) without hashing every
         # installed weights file; checked against the file when the codec is loaded.
         "weights_hash": weights_hash(out / "model.safetensors").hex(),
     }
+    with atomic_output(out / "config.json", "w") as fh:
+        fh.write(json.dumps(config, indent=2) + "\n")
+    return out / "model.safetensors"
+
+
+def _parameters(tensors: dict[str, torch.Tensor]) -> int:
+    return int(sum(v.numel() for k, v in tensors.items() if not k.startswith("tables.")))
+
+
+def anchor_gan_decoder(model: str | Path, anchor: str | Path, out: Path, version: str | None = None) -> Path:
+    """A copy of the codec ``model`` whose GAN decoder is anchored to ``anchor``'s MSE synthesis
+    (:meth:`HiFiCLite.add_gan_anchor`): for a model whose MSE decoder was retrained after its
+    GAN decoder, ``anchor`` is the codec the GAN decoder was fine-tuned against. Its GAN image
+    becomes MSE + (GAN − anchor's MSE image), in 8-bit pixels: the texture the GAN decoder adds,
+    on the better MSE image. Every tensor of ``model`` is kept bit for bit, so its files'
+    entropy-coded streams and MSE images do not change; only the weights hash (a new model
+    identity) does. ``version`` is the new release's."""
+    src, anchor_src = model_folder(str(model)), model_folder(str(anchor))
+    for folder in (src, anchor_src):
+        if not (folder / "model.safetensors").is_file():
+            raise UserError(f"{folder} is not a codec model")
+    meta = json.loads((src / "config.json").read_text())
+    anchor_meta = json.loads((anchor_src / "config.json").read_text())
+    tensors = load_file(str(src / "model.safetensors"))
+    anchor_tensors = load_file(str(anchor_src / "model.safetensors"))
+    if not any(k.startswith("g_s_gan.") for k in tensors):
+        raise UserError(f"{src} has no GAN decoder to anchor")
+    if any(k.startswith("g_s_anchor.") for k in tensors):
+        raise UserError(f"{src}'s GAN decoder is anchored already")
+    shape = ("channels", "latent_channels", "res_blocks")
+    if any(meta["codec_config"].get(k) != anchor_meta["codec_config"].get(k) for k in shape):
+        raise UserError(f"{anchor_src}'s synthesis is not shaped like {src}'s ({', '.join(shape)} differ)")
+    anchor_g_s = {"g_s_anchor." + k[4:]: v for k, v in anchor_tensors.items() if k.startswith("g_s.")}
+    if {k[len("g_s_anchor."):] for k in anchor_g_s} != {k[4:] for k in tensors if k.startswith("g_s.")}:
+        raise UserError(f"{anchor_src}'s synthesis does not have {src}'s layers")
+    tensors.update(anchor_g_s)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    config = dict(meta)
+    if version:
+        config["version"] = version
+    config["realism_blend"] = "pixels"  # an anchored GAN image exists only as pixels
+    config["gan_anchor"] = (f"MSE synthesis of {anchor_meta.get('name', anchor_src.name)} "
+                            f"{anchor_meta.get('version', '')}".rstrip() + f" @{anchor_meta.get('weights_hash', '')}")
+    config["parameters"] = _parameters(tensors)
+    config["weights_hash"] = weights_hash(out / "model.safetensors").hex()
     with atomic_output(out / "config.json", "w") as fh:
         fh.write(json.dumps(config, indent=2) + "\n")
     return out / "model.safetensors"
