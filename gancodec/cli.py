@@ -93,6 +93,9 @@ def _add_train(sub) -> None:
                    help="gan stage: scale of the λ(q)·MSE term (HiFiC's k_M; lower: more texture, less PSNR); "
                         "two values: at the lowest and the highest quality, log-interpolated between; "
                         "one per quality level: each level's own")
+    c.add_argument("--train-encoder", action="store_true",
+                   help="gan stage: train the encoder and entropy model too, with the rate term (HiFiC's joint "
+                        "recipe; the ablation of the frozen bitstream: the MSE decoder stops matching it)")
     c.add_argument("--clip-grad", type=float, default=None, metavar="NORM",
                    help="gan stage: bound on the generator's gradient norm (default: none; the norm is logged)")
     c.add_argument("--perceptual", type=float, default=0.0,

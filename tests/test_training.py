@@ -94,6 +94,27 @@ def test_gan_stage_leaves_bitstream_and_mse_decoder_alone(tmp_path, image_folder
     assert any(not torch.equal(p, q) for p, q in zip(before.g_s.parameters(), after.g_s_gan.parameters()))
 
 
+def test_gan_stage_with_train_encoder_moves_the_bitstream_but_not_the_mse_decoder(tmp_path, image_folder):
+    """--train-encoder (HiFiC's joint recipe, the frozen-bitstream ablation): the encoder, gains
+    and entropy model learn with a rate term beside the generator; the MSE synthesis does not."""
+    from gancodec.training.run import load_codec_checkpoint
+
+    common = ["--data", str(image_folder), "--batch-size", "2", "--crop", "64", "--no-progress", *TINY]
+    rd, gan = tmp_path / "rd", tmp_path / "gan"
+    main(["train", "codec", "--steps", "2", "--out", str(rd), *common])
+    assert main(["train", "codec", "--stage", "gan", "--init", str(rd), "--train-encoder", "--steps", "3",
+                 "--out", str(gan), *common]) == 0
+    before, after = load_codec_checkpoint(rd), load_codec_checkpoint(gan, ema=False)
+    for p, q in zip(before.g_s.parameters(), after.g_s.parameters()):
+        assert torch.equal(p, q)
+    for name in ("g_a", "h_a", "h_s"):
+        assert any(not torch.equal(p, q) for p, q in zip(getattr(before, name).parameters(),
+                                                         getattr(after, name).parameters())), name
+    assert not torch.equal(before.log_gain, after.log_gain)
+    assert "bpp" in (gan / "log.csv").read_text().splitlines()[0]
+    assert json.loads((gan / "run.json").read_text())["train_encoder"] is True
+
+
 def test_synthesis_stage_trains_only_the_mse_decoder_resumes_and_exports(tmp_path, image_folder, capsys):
     from gancodec.training.run import load_codec_checkpoint
 

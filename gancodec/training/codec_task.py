@@ -12,7 +12,10 @@ retrain one part of a finished codec with the rest frozen:
         :mod:`gancodec.gan.perceptual`) optional. The MSE synthesis is kept untouched, so one
         file decodes either way. With a blend weight, a realism r ~ U(0, 1) is drawn each step
         and the weight-blended synthesis (what ``--realism r`` decodes) is pulled towards the
-        pixel blend of the two decoders, so the dial stays between them.
+        pixel blend of the two decoders, so the dial stays between them. ``train_encoder``
+        (``--train-encoder``, the ablation of that choice) trains the encoder, gains and entropy
+        model with the generator instead, HiFiC's joint recipe: the bpp term is added and the
+        bitstream moves, so the kept MSE synthesis no longer matches it.
 ``entropy`` the transforms, the gains and z's prior are frozen and only the entropy model of y
         learns — the hyper-synthesis, and the checkerboard context model when the model has one
         — on rate alone (the decoded image barely depends on it): loss = bpp of y. It runs on
@@ -167,12 +170,18 @@ class CodecGANTask(Task):
         perceptual: PerceptualLoss | None = None, perceptual_weight: float = 0.0, disc_scales: int = 1,
         disc_lr: float | None = None, blend_weight: float = 0.0,
         distortion_weight: float | tuple[float, ...] = 1.0, clip_grad: float | None = None,
+        train_encoder: bool = False,
     ):
         if model.g_s_gan is None:
             model.add_gan_decoder()
-        # The bitstream is fixed during this stage: only the generator learns.
+        # The bitstream is fixed during this stage: only the generator learns (MS-ILLM), unless
+        # train_encoder: then everything but the MSE synthesis learns, with a rate term (HiFiC).
         model.requires_grad_(False)
         model.g_s_gan.requires_grad_(True)
+        self.train_encoder = train_encoder
+        if train_encoder:
+            for part in self._encoder_parts(model):
+                part.requires_grad_(True)
         self.model = model
         patch = {"cond_channels": model.config.latent_channels, "width": disc_width, "layers": 3, "last_stride": 2}
         # One scale is v0.8's discriminator (checkpoints of it resume); more is pix2pixHD's.
@@ -207,24 +216,42 @@ class CodecGANTask(Task):
         # "codec" is checkpointed whole; "generator" is its g_s_gan, the one network that learns.
         return {"codec": self.model, "generator": self.model.g_s_gan, "disc": self.disc}
 
+    @staticmethod
+    def _encoder_parts(model: HiFiCLite) -> list[nn.Module | nn.Parameter]:
+        """What decides the bitstream: analysis, hyper-analysis and -synthesis, z's prior, the
+        context model and the gains."""
+        parts = [model.g_a, model.h_a, model.h_s, model.prior, model.log_gain, model.log_inv_gain]
+        return parts + ([model.context] if model.context is not None else [])
+
     def optimizers(self, nets):
-        return {
+        opts = {
             "generator": torch.optim.Adam(nets["generator"].parameters(), lr=self.lr, betas=(0.5, 0.999)),
             "disc": torch.optim.Adam(nets["disc"].parameters(), lr=self.disc_lr, betas=(0.5, 0.999)),
         }
+        if self.train_encoder:
+            params = [p for part in self._encoder_parts(nets["codec"])
+                      for p in ([part] if isinstance(part, nn.Parameter) else part.parameters())]
+            opts["encoder"] = torch.optim.Adam(params, lr=self.lr)  # the rd stage's Adam
+        return opts
 
     def train_step(self, batch, nets, opts, step):
         codec, generator, disc = nets["codec"], nets["generator"], nets["disc"]
         n = batch.shape[0]
         q = random_quality(n, codec.config.levels, batch.device)
         lam = lambda_for_quality(codec.config.lambdas, q)
-        with torch.no_grad():
-            y_hat = codec.encode_latents(batch, q)["y_hat"]
+        if self.train_encoder:
+            latents = codec.encode_latents(batch, q)
+            y_hat = latents["y_hat"]
+            rate = bits_per_pixel(latents, batch.shape[-2] * batch.shape[-1]).float()
+        else:
+            with torch.no_grad():
+                y_hat = codec.encode_latents(batch, q)["y_hat"]
         fake = generator(y_hat).float()  # losses in fp32 under a bf16 autocast step
+        y_cond = y_hat.detach()  # the discriminator's condition (HiFiC: no gradient to the encoder)
 
         # Discriminator: real and fake in one forward so DDP sees one pass per backward.
         real_in = batch.detach().requires_grad_(self.r1_weight > 0)
-        logits, _ = disc(torch.cat([real_in, fake.detach()]), torch.cat([y_hat, y_hat]))
+        logits, _ = disc(torch.cat([real_in, fake.detach()]), torch.cat([y_cond, y_cond]))
         real_logits, fake_logits = _split(logits, n)
         d_loss = losses.per_scale(partial(losses.d_loss, self.gan_loss), real_logits, fake_logits)
         if self.r1_weight > 0:
@@ -235,7 +262,7 @@ class CodecGANTask(Task):
         opts["disc"].step()
 
         # Generator.
-        logits, feats = disc(torch.cat([batch, fake]), torch.cat([y_hat, y_hat]))
+        logits, feats = disc(torch.cat([batch, fake]), torch.cat([y_cond, y_cond]))
         real_logits, fake_logits = _split(logits, n)
         feats = [f.float() for f in feats]
         g_adv = losses.per_scale(partial(losses.g_loss, self.gan_loss), fake_logits, real_logits)
@@ -244,6 +271,9 @@ class CodecGANTask(Task):
         k_m = lambda_for_quality(self.distortion_weights, q)
         g_loss = (k_m * lam * 255**2 * mse).mean() + self.beta * (g_adv + self.fm_weight * fm)
         metrics = {}
+        if self.train_encoder:
+            g_loss = g_loss + rate.mean()
+            metrics["bpp"] = rate.mean().item()
         if self.perceptual is not None:
             if self.perceptual.features.mean.device != batch.device:  # once: the trainer picks the device
                 self.perceptual.to(batch.device)
@@ -251,13 +281,17 @@ class CodecGANTask(Task):
             g_loss = g_loss + self.perceptual_weight * perc
             metrics["perceptual"] = perc.item()
         if self.blend_weight > 0:
-            blend = self._blend_error(codec, fake, y_hat)
+            blend = self._blend_error(codec, fake, y_cond)
             g_loss = g_loss + self.blend_weight * (lam * 255**2 * blend).mean()
             metrics["blend_psnr"] = (10 * torch.log10(1 / blend.detach().clamp_min(1e-10))).mean().item()
         opts["generator"].zero_grad(set_to_none=True)
+        if self.train_encoder:
+            opts["encoder"].zero_grad(set_to_none=True)
         g_loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(generator.parameters(), self.clip_grad or float("inf"))
         opts["generator"].step()
+        if self.train_encoder:
+            opts["encoder"].step()
         psnr = (10 * torch.log10(1 / mse.detach().clamp_min(1e-10))).mean()
         return {
             "g_loss": g_loss.item(), "d_loss": d_loss.item(), "g_adv": g_adv.item(),

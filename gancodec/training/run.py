@@ -121,6 +121,9 @@ def train_codec(args) -> Path:
         config = model.config
         if args.clip_grad is not None and args.clip_grad <= 0:
             raise UserError(f"--clip-grad must be positive, got {args.clip_grad:g}")
+        if args.train_encoder and torch.distributed.is_initialized():
+            # DDP wraps the generator and the discriminator, not the encoder (CodecGANTask.ddp_networks)
+            raise UserError("--train-encoder trains in one process (not under torchrun)")
         perceptual = None
         if args.perceptual > 0:
             if not args.perceptual_weights:
@@ -133,7 +136,7 @@ def train_codec(args) -> Path:
                             disc_scales=args.disc_scales, disc_width=args.disc_width, disc_lr=args.disc_lr,
                             blend_weight=args.blend_weight,
                             distortion_weight=_distortion_weight(args.distortion_weight, config.levels),
-                            clip_grad=args.clip_grad)
+                            clip_grad=args.clip_grad, train_encoder=args.train_encoder)
         if args.init_disc and not resuming:
             _init_discriminator(task.disc, Path(args.init))
     _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec"}, data)
@@ -145,7 +148,7 @@ def train_codec(args) -> Path:
             **({"beta": args.beta, "fm_weight": args.fm_weight, "perceptual": args.perceptual,
                 "disc_scales": args.disc_scales, "disc_width": args.disc_width, "disc_lr": args.disc_lr,
                 "blend_weight": args.blend_weight, "distortion_weight": args.distortion_weight,
-                "clip_grad": args.clip_grad}
+                "clip_grad": args.clip_grad, "train_encoder": args.train_encoder}
                if args.stage == "gan" else {}),
         }, indent=2))
     return out
