@@ -140,7 +140,7 @@ def _add_train(sub) -> None:
     a.add_argument("--anchor", required=True, help="codec (name or folder) whose MSE decoder the GAN one was "
                    "fine-tuned against; its GAN image becomes MSE + (GAN - anchor's MSE image)")
     a.add_argument("--out", required=True, help="folder for the anchored model.safetensors + config.json")
-    a.add_argument("--model-version", default=None, metavar="X.Y", help="the new release's version")
+    a.add_argument("--model-version", required=True, metavar="X.Y", help="the new model's version")
 
 
 def _refine_steps(text: str) -> int:

@@ -769,7 +769,10 @@ class Codec:
         def tail(a: torch.Tensor) -> torch.Tensor:
             x = [t(part) for t, part in zip(tails, a.chunk(len(names), dim=1))]
             if not to_uint8:
-                x_mse, x_gan = x[0], (x[1] + x[0] - x[2] if self.anchored else x[1])
+                x_mse, x_gan = x[0], x[1]
+                if self.anchored:  # the 8-bit path's clamps, in float
+                    x_mse, x_gan, x_anchor = (xi.clamp(0, 1) for xi in x)
+                    x_gan = (x_mse + x_gan - x_anchor).clamp_(0, 1)
                 return (x_mse * (1000 - milli) + x_gan * milli) / 1000
             p = [torch.round(xi.clamp_(0, 1).mul_(255)).to(torch.int32) for xi in x]
             p_mse, p_gan = p[0], (torch.clamp(p[1] + p[0] - p[2], 0, 255) if self.anchored else p[1])

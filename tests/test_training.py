@@ -113,6 +113,11 @@ def test_gan_stage_with_train_encoder_moves_the_bitstream_but_not_the_mse_decode
     assert not torch.equal(before.log_gain, after.log_gain)
     assert "bpp" in (gan / "log.csv").read_text().splitlines()[0]
     assert json.loads((gan / "run.json").read_text())["train_encoder"] is True
+    # Resumed as it was trained, or refused; the flag belongs to the gan stage.
+    resume = ["train", "codec", "--stage", "gan", "--steps", "4", "--out", str(gan), "--resume", *common]
+    assert main(resume) == 2
+    assert main([*resume, "--train-encoder"]) == 0 and _log_steps(gan)[-1] == 4
+    assert main(["train", "codec", "--train-encoder", "--steps", "1", "--out", str(tmp_path / "x"), *common]) == 2
 
 
 def test_synthesis_stage_trains_only_the_mse_decoder_resumes_and_exports(tmp_path, image_folder, capsys):

@@ -15,7 +15,8 @@ retrain one part of a finished codec with the rest frozen:
         pixel blend of the two decoders, so the dial stays between them. ``train_encoder``
         (``--train-encoder``, the ablation of that choice) trains the encoder, gains and entropy
         model with the generator instead, HiFiC's joint recipe: the bpp term is added and the
-        bitstream moves, so the kept MSE synthesis no longer matches it.
+        bitstream moves, so the kept MSE synthesis no longer matches it. The EMA averages the
+        generator only: ``export --weights raw`` keeps encoder and generator from one step.
 ``entropy`` the transforms, the gains and z's prior are frozen and only the entropy model of y
         learns — the hyper-synthesis, and the checkerboard context model when the model has one
         — on rate alone (the decoded image barely depends on it): loss = bpp of y. It runs on
@@ -213,7 +214,8 @@ class CodecGANTask(Task):
         self.clip_grad = clip_grad
 
     def networks(self):
-        # "codec" is checkpointed whole; "generator" is its g_s_gan, the one network that learns.
+        # "codec" is checkpointed whole; "generator" is its g_s_gan, the network that learns (with
+        # train_encoder, beside the encoder and entropy model, which the "encoder" optimiser steps).
         return {"codec": self.model, "generator": self.model.g_s_gan, "disc": self.disc}
 
     @staticmethod

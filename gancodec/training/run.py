@@ -87,6 +87,13 @@ def train_codec(args) -> Path:
         **({"lambdas": sorted(args.lambdas)} if getattr(args, "lambdas", None) else {}),
     )
     resuming = args.resume and (out / "checkpoint.pt").exists()
+    if args.train_encoder and args.stage != "gan":
+        raise UserError("--train-encoder is for --stage gan (the other stages say what they train)")
+    if resuming and args.stage == "gan":
+        # A joint run resumed without the flag would freeze an encoder that has moved, and drop its Adam state.
+        was = bool(_read_checkpoint(out).get("train_encoder", False))
+        if was != args.train_encoder:
+            raise UserError(f"{out} was trained {'with' if was else 'without'} --train-encoder; resume it the same way")
     data = None
     if args.stage == "rd":
         model = HiFiCLite(config)
@@ -139,7 +146,8 @@ def train_codec(args) -> Path:
                             clip_grad=args.clip_grad, train_encoder=args.train_encoder)
         if args.init_disc and not resuming:
             _init_discriminator(task.disc, Path(args.init))
-    _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec"}, data)
+    _fit(task, args, rank, {"config": config.to_dict(), "stage": args.stage, "kind": "codec",
+                            **({"train_encoder": True} if args.train_encoder else {})}, data)
     if is_main_process():
         (out / "run.json").write_text(json.dumps({
             "stage": args.stage, "steps": args.steps, "data": [str(d) for d in args.data],

@@ -78,6 +78,8 @@ def export_model(model: HiFiCLite, out: Path, name: str = "hific-lite", version:
     weights have drifted too far from the MSE decoder's for their blend to lie between them)."""
     if realism_blend not in REALISM_BLENDS:
         raise UserError(f"realism blend must be one of {', '.join(REALISM_BLENDS)}, got {realism_blend!r}")
+    if model.g_s_anchor is not None and realism_blend != "pixels":
+        raise UserError("an anchored GAN decoder's image exists only as pixels: export it with realism blend 'pixels'")
     out.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     for k, v in model.state_dict().items():
@@ -128,6 +130,20 @@ def _parameters(tensors: dict[str, torch.Tensor]) -> int:
     return int(sum(v.numel() for k, v in tensors.items() if not k.startswith("tables.")))
 
 
+def _codec_config(folder: Path) -> dict:
+    """A codec folder's config.json, checked against its weights (the hash is its identity)."""
+    try:
+        meta = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{folder}: unreadable config.json ({exc})") from None
+    if not isinstance(meta, dict) or "codec_config" not in meta or not (folder / "model.safetensors").is_file():
+        raise UserError(f"{folder} is not a codec model")
+    stored = meta.get("weights_hash")
+    if stored is not None and stored != weights_hash(folder / "model.safetensors").hex():
+        raise UserError(f"{folder}: config.json's weights_hash does not match model.safetensors")
+    return meta
+
+
 def anchor_gan_decoder(model: str | Path, anchor: str | Path, out: Path, version: str | None = None) -> Path:
     """A copy of the codec ``model`` whose GAN decoder is anchored to ``anchor``'s MSE synthesis
     (:meth:`HiFiCLite.add_gan_anchor`): for a model whose MSE decoder was retrained after its
@@ -137,11 +153,9 @@ def anchor_gan_decoder(model: str | Path, anchor: str | Path, out: Path, version
     entropy-coded streams and MSE images do not change; only the weights hash (a new model
     identity) does. ``version`` is the new release's."""
     src, anchor_src = model_folder(str(model)), model_folder(str(anchor))
-    for folder in (src, anchor_src):
-        if not (folder / "model.safetensors").is_file():
-            raise UserError(f"{folder} is not a codec model")
-    meta = json.loads((src / "config.json").read_text())
-    anchor_meta = json.loads((anchor_src / "config.json").read_text())
+    if src.resolve() == anchor_src.resolve():
+        raise UserError("a GAN decoder anchored to its own model's MSE decoder is the plain GAN decoder")
+    meta, anchor_meta = _codec_config(src), _codec_config(anchor_src)
     tensors = load_file(str(src / "model.safetensors"))
     anchor_tensors = load_file(str(anchor_src / "model.safetensors"))
     if not any(k.startswith("g_s_gan.") for k in tensors):
@@ -159,6 +173,7 @@ def anchor_gan_decoder(model: str | Path, anchor: str | Path, out: Path, version
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(tensors, str(tmp))
     config = dict(meta)
+    config.pop("version", None)  # a new model: not the source release
     if version:
         config["version"] = version
     config["realism_blend"] = "pixels"  # an anchored GAN image exists only as pixels
