@@ -760,7 +760,8 @@ class Codec:
         their float outputs. An anchored model's GAN image is MSE + GAN − anchor, clipped to
         0..255 in 8-bit pixels, and its GAN decoder (``milli`` 1000) comes through here too.
         The decoders have one architecture, so one tiling serves them all."""
-        names = ("mse", "gan", "anchor") if self.anchored else ("mse", "gan")
+        anchored = self.anchored
+        names = ("mse", "gan", "anchor") if anchored else ("mse", "gan")
         heads, tails = zip(*(self._head_tail(self._network(d, exact), exact) for d in names))
 
         def head(y: torch.Tensor) -> torch.Tensor:
@@ -770,12 +771,12 @@ class Codec:
             x = [t(part) for t, part in zip(tails, a.chunk(len(names), dim=1))]
             if not to_uint8:
                 x_mse, x_gan = x[0], x[1]
-                if self.anchored:  # the 8-bit path's clamps, in float
+                if anchored:  # the 8-bit path's clamps, in float
                     x_mse, x_gan, x_anchor = (xi.clamp(0, 1) for xi in x)
                     x_gan = (x_mse + x_gan - x_anchor).clamp_(0, 1)
                 return (x_mse * (1000 - milli) + x_gan * milli) / 1000
             p = [torch.round(xi.clamp_(0, 1).mul_(255)).to(torch.int32) for xi in x]
-            p_mse, p_gan = p[0], (torch.clamp(p[1] + p[0] - p[2], 0, 255) if self.anchored else p[1])
+            p_mse, p_gan = p[0], (torch.clamp(p[1] + p[0] - p[2], 0, 255) if anchored else p[1])
             return torch.div(p_mse * (1000 - milli) + p_gan * milli + 500, 1000, rounding_mode="floor").to(torch.uint8)
 
         return head, tail
@@ -797,16 +798,15 @@ class Codec:
         anchored model's GAN image is made of three syntheses' pixels (:meth:`_pixel_blend`)."""
         milli = self._check_decoder(decoder, realism)
         if self.realism_blend == "pixels":
-            if milli in (0, 1000):
-                decoder, milli = ("mse" if milli == 0 else "gan"), None  # the blend's ends are the decoders
+            if milli in (0, 1000):  # the blend's ends are the decoders
+                decoder, milli, realism = ("mse" if milli == 0 else "gan"), None, None
             if milli is None and decoder == "gan" and self.anchored:
                 milli = 1000  # the anchored GAN image needs the MSE and anchor images beside the GAN one
         if milli is not None and self.realism_blend == "pixels":
             head, tail = self._pixel_blend(milli, exact, to_uint8)
             to_uint8 = False  # done by the blend, per decoder
         else:
-            head, tail = self._head_tail(self._synthesis_net(decoder, realism if milli is not None else None, exact),
-                                         exact)
+            head, tail = self._head_tail(self._synthesis_net(decoder, realism, exact), exact)
         head_margin = 2 + 2 * self.config.res_blocks
         dtype = torch.float64 if exact else torch.float32
         if isinstance(y_hat, torch.Tensor):
